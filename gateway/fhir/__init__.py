@@ -1,0 +1,1 @@
+"""FHIR protocol knowledge, nothing biobank-specific. Imports nothing else of the gateway."""

@@ -1,0 +1,38 @@
+"""FHIR `instant` values <-> the store's integer microseconds."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime, timedelta
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def now_us() -> int:
+    return time.time_ns() // 1000
+
+
+def to_instant(us: int) -> str:
+    """`2026-11-28T07:48:25.123456Z`: the store's microseconds as a FHIR instant."""
+    return (_EPOCH + timedelta(microseconds=us)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def to_http_date(us: int) -> str:
+    """RFC 9110 IMF-fixdate for Last-Modified."""
+    return (_EPOCH + timedelta(microseconds=us)).strftime("%a, %d %b %Y %H:%M:%S GMT")
+
+
+def from_datetime(value: datetime) -> int:
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return (value - _EPOCH) // timedelta(microseconds=1)
+
+
+def parse_instant(text: str) -> int:
+    """Microseconds of a FHIR dateTime/instant (a date alone means its first moment, UTC)."""
+    value = text.strip().replace("Z", "+00:00")
+    if len(value) == 4:
+        value += "-01-01"
+    elif len(value) == 7:
+        value += "-01"
+    return from_datetime(datetime.fromisoformat(value))

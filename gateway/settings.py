@@ -1,0 +1,34 @@
+"""One Settings object for the server and the CLI, read from `GATEWAY_*` and `.env`.
+
+The server and every CLI command read the same settings, so in a checkout the CLI works
+on the same store as `make run`'s server (INTERFACES.md, "Settings").
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="GATEWAY_", env_file=".env", extra="ignore")
+
+    database_url: str = Field("sqlite:///./data/gateway.db", description="sqlite:///FILE or postgresql://...")
+    redis_url: str | None = Field(None, description="unset: in-process caches, single instance only")
+    redis_prefix: str = Field("gw:", description="prefix of every Redis key this gateway writes")
+    base_url: str = Field("http://127.0.0.1:8080/fhir", description="public FHIR base: links, token aud")
+    auth_disabled: bool = Field(False, description="dev only: every request is an internal system principal")
+    max_body_bytes: int = Field(10 * 1024 * 1024, description="larger request bodies get 413")
+    default_count: int = Field(20, description="search page size when _count is absent")
+    max_count: int = Field(1000, description="_count cap")
+    data_dir: Path = Field(Path("./data"), description="keys, export files")
+    profiles_dir: Path = Field(Path(__file__).resolve().parent.parent / "profiles")
+    ehr_base_url: str | None = None
+    ehr_client_id: str | None = None
+    ehr_private_key: Path | None = None
+    ehr_timeout: float = 10.0
+    trusted_issuers: str = Field("[]", description="JSON list of {iss, jwks_uri, audience?}")
+    rate_limit: float = Field(0.0, description="requests/s per client (burst 2x); 0 = off")
+    token_lifetime: int = Field(3600, description="seconds an access token of the built-in server lives")

@@ -1,0 +1,221 @@
+"""The two database drivers behind one small async interface.
+
+Measured here (LIBRARIES.md): SQLAlchemy's async layer costs 2x on asyncpg and 5x on
+aiosqlite for a read by id, so statements run on the drivers themselves: `sqlite3`
+inline on the event loop (a point read in WAL mode takes microseconds, less than a
+thread hop) and an `asyncpg` pool, whose connections cache prepared statements.
+SQL is written once with `?` placeholders; PostgreSQL gets them renumbered to `$n`.
+SQLAlchemy Core still describes the schema (schema.py) and composes search SQL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import sqlite3
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Protocol
+from urllib.parse import urlsplit
+
+Row = tuple[Any, ...]
+
+
+class IntegrityError(Exception):
+    """A uniqueness constraint refused a write (two writers created the same row)."""
+
+
+class Connection(Protocol):
+    async def fetchone(self, sql: str, params: Sequence[Any] = ()) -> Row | None: ...
+    async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[Row]: ...
+    async def execute(self, sql: str, params: Sequence[Any] = ()) -> int: ...
+    async def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None: ...
+
+
+class Database(Protocol):
+    dialect: str
+
+    async def fetchone(self, sql: str, params: Sequence[Any] = ()) -> Row | None: ...
+    async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[Row]: ...
+    def transaction(self) -> Any: ...
+    def stream(self, sql: str, params: Sequence[Any] = (), batch: int = 500) -> AsyncIterator[Row]: ...
+    async def close(self) -> None: ...
+
+
+def normalize_url(url: str) -> tuple[str, str]:
+    """(dialect, url without SQLAlchemy driver suffix): `+asyncpg`, `+aiosqlite` are accepted and ignored."""
+    scheme, _, rest = url.partition("://")
+    base = scheme.split("+", 1)[0]
+    if base in ("postgres", "postgresql"):
+        return "postgresql", f"postgresql://{rest}"
+    if base == "sqlite":
+        return "sqlite", f"sqlite://{rest}"
+    raise ValueError(f"unsupported database URL scheme {scheme!r}: use sqlite:///FILE or postgresql://...")
+
+
+@lru_cache(maxsize=4096)
+def to_dollar(sql: str) -> str:
+    """Renumber `?` placeholders as asyncpg's `$1, $2, ...` (cached: the same SQL comes back often)."""
+    counter = iter(range(1, 10_000))
+    return re.sub(r"\?", lambda _: f"${next(counter)}", sql)
+
+
+class _SqliteConn:
+    def __init__(self, raw: sqlite3.Connection) -> None:
+        self.raw = raw
+
+    async def fetchone(self, sql: str, params: Sequence[Any] = ()) -> Row | None:
+        return self.raw.execute(sql, params).fetchone()
+
+    async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
+        return self.raw.execute(sql, params).fetchall()
+
+    async def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
+        try:
+            return self.raw.execute(sql, params).rowcount
+        except sqlite3.IntegrityError as exc:
+            raise IntegrityError(str(exc)) from exc
+
+    async def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        try:
+            self.raw.executemany(sql, rows)
+        except sqlite3.IntegrityError as exc:
+            raise IntegrityError(str(exc)) from exc
+
+
+class SqliteDatabase:
+    """Embedded default. Reads run inline on a shared connection; writes on a second
+    connection, one transaction at a time (SQLite has one writer), `BEGIN IMMEDIATE` so
+    several worker processes queue on the file lock instead of failing mid-transaction."""
+
+    dialect = "sqlite"
+
+    def __init__(self, path: str) -> None:
+        if path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self._reader = self._connect()
+        self._writer = self._connect()
+        self._write_lock = asyncio.Lock()
+        self.reader = _SqliteConn(self._reader)
+
+    def _connect(self) -> sqlite3.Connection:
+        raw = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30)
+        raw.execute("PRAGMA journal_mode=WAL")
+        raw.execute("PRAGMA synchronous=NORMAL")
+        raw.execute("PRAGMA busy_timeout=30000")
+        raw.execute("PRAGMA foreign_keys=ON")
+        return raw
+
+    async def fetchone(self, sql: str, params: Sequence[Any] = ()) -> Row | None:
+        return self._reader.execute(sql, params).fetchone()
+
+    async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
+        return self._reader.execute(sql, params).fetchall()
+
+    async def stream(self, sql: str, params: Sequence[Any] = (), batch: int = 500) -> AsyncIterator[Row]:
+        # A cursor of its own connection: iterating while the shared reader serves others.
+        raw = self._connect()
+        try:
+            cur = raw.execute(sql, params)
+            while rows := cur.fetchmany(batch):
+                for row in rows:
+                    yield row
+                await asyncio.sleep(0)
+        finally:
+            raw.close()
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[Connection]:
+        async with self._write_lock:
+            self._writer.execute("BEGIN IMMEDIATE")
+            try:
+                yield _SqliteConn(self._writer)
+            except BaseException:
+                self._writer.execute("ROLLBACK")
+                raise
+            else:
+                self._writer.execute("COMMIT")
+
+    async def close(self) -> None:
+        self._reader.close()
+        self._writer.close()
+
+
+class _PgConn:
+    def __init__(self, raw: Any) -> None:
+        self.raw = raw
+
+    async def fetchone(self, sql: str, params: Sequence[Any] = ()) -> Row | None:
+        row = await self.raw.fetchrow(to_dollar(sql), *params)
+        return tuple(row) if row is not None else None
+
+    async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
+        return [tuple(r) for r in await self.raw.fetch(to_dollar(sql), *params)]
+
+    async def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
+        import asyncpg
+
+        try:
+            status = await self.raw.execute(to_dollar(sql), *params)
+        except asyncpg.UniqueViolationError as exc:
+            raise IntegrityError(str(exc)) from exc
+        tail = status.rsplit(" ", 1)[-1]
+        return int(tail) if tail.isdigit() else 0
+
+    async def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        import asyncpg
+
+        try:
+            await self.raw.executemany(to_dollar(sql), rows)
+        except asyncpg.UniqueViolationError as exc:
+            raise IntegrityError(str(exc)) from exc
+
+
+class PostgresDatabase:
+    """Scale-out: several gateway processes share one PostgreSQL. READ COMMITTED with
+    conditional updates (`WHERE version = ?`) gives optimistic locking without retries
+    inside the database."""
+
+    dialect = "postgresql"
+
+    def __init__(self, pool: Any) -> None:
+        self.pool = pool
+
+    @classmethod
+    async def connect(cls, url: str, min_size: int = 2, max_size: int = 10) -> PostgresDatabase:
+        import asyncpg
+
+        pool = await asyncpg.create_pool(url, min_size=min_size, max_size=max_size)
+        return cls(pool)
+
+    async def fetchone(self, sql: str, params: Sequence[Any] = ()) -> Row | None:
+        row = await self.pool.fetchrow(to_dollar(sql), *params)
+        return tuple(row) if row is not None else None
+
+    async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
+        return [tuple(r) for r in await self.pool.fetch(to_dollar(sql), *params)]
+
+    async def stream(self, sql: str, params: Sequence[Any] = (), batch: int = 500) -> AsyncIterator[Row]:
+        async with self.pool.acquire() as raw, raw.transaction(readonly=True):
+            async for row in raw.cursor(to_dollar(sql), *params, prefetch=batch):
+                yield tuple(row)
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[Connection]:
+        async with self.pool.acquire() as raw, raw.transaction():
+            yield _PgConn(raw)
+
+    async def close(self) -> None:
+        await self.pool.close()
+
+
+async def open_database(url: str) -> SqliteDatabase | PostgresDatabase:
+    dialect, clean = normalize_url(url)
+    if dialect == "sqlite":
+        path = urlsplit(clean).path
+        path = path[1:] if path.startswith("/") else path  # sqlite:///rel.db -> rel.db, sqlite:////abs -> /abs
+        return SqliteDatabase(path or ":memory:")
+    return await PostgresDatabase.connect(clean)

@@ -1,0 +1,287 @@
+"""Versioned resource storage: every write makes an immutable version, reads send bytes.
+
+A write inserts into `resource_versions` and moves the `resources` row forward with
+`UPDATE ... WHERE version = <the version read>` — optimistic locking: of two concurrent
+writers exactly one moves the row, the other sees 0 rows and gets a conflict, so no
+version is ever lost. Index maintenance (search) runs as write hooks inside the same
+transaction, so a resource and its index rows commit together or not at all.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import orjson
+
+from gateway.fhir.compartment import patient_of
+from gateway.fhir.instant import now_us, to_instant
+from gateway.store.database import Connection, Database, IntegrityError, open_database
+from gateway.store.migrate import migrate
+
+_COLS = "type, id, version, ts, deleted, compartment, content"
+
+
+@dataclass(frozen=True, slots=True)
+class StoredResource:
+    """One version of a resource as stored: the JSON bytes plus what the store indexes."""
+
+    type: str
+    id: str
+    version: int
+    ts: int
+    deleted: bool
+    compartment: str | None
+    content: bytes
+    method: str = ""
+
+    @property
+    def version_id(self) -> str:
+        return str(self.version)
+
+    def json(self) -> dict[str, Any]:
+        return orjson.loads(self.content)
+
+
+@dataclass(frozen=True, slots=True)
+class PutResult:
+    outcome: Literal["created", "updated", "unchanged"]
+    type: str
+    id: str
+    version_id: str
+
+
+class VersionConflict(Exception):
+    """The resource moved on since it was read (optimistic lock lost), or `If-Match` named another version."""
+
+    def __init__(self, type_: str, id_: str, expected: int | None, current: int | None) -> None:
+        super().__init__(f"{type_}/{id_}: expected version {expected}, current is {current}")
+        self.expected, self.current = expected, current
+
+
+WriteHook = Callable[[Connection, StoredResource, "dict[str, Any] | None"], Awaitable[None]]
+
+
+def _row(row: Sequence[Any], method: str = "") -> StoredResource:
+    return StoredResource(row[0], row[1], row[2], row[3], bool(row[4]), row[5], bytes(row[6]), method)
+
+
+def _without_version_meta(resource: dict[str, Any]) -> dict[str, Any]:
+    meta = {k: v for k, v in (resource.get("meta") or {}).items() if k not in ("versionId", "lastUpdated")}
+    out = {k: v for k, v in resource.items() if k != "meta"}
+    if meta:
+        out["meta"] = meta
+    return out
+
+
+def new_id() -> str:
+    return str(uuid.uuid4())
+
+
+class Transaction:
+    """The writes of one database transaction: a REST interaction, a Bundle, an ingest batch."""
+
+    def __init__(self, conn: Connection, hooks: Sequence[WriteHook]) -> None:
+        self.conn = conn
+        self._hooks = hooks
+
+    async def current(self, type_: str, id_: str) -> StoredResource | None:
+        row = await self.conn.fetchone(f"SELECT {_COLS} FROM resources WHERE type = ? AND id = ?", (type_, id_))
+        return _row(row) if row else None
+
+    async def _write(self, prev: StoredResource | None, resource: dict[str, Any], deleted: bool,
+                     method: str) -> StoredResource:
+        type_, id_ = resource["resourceType"], resource["id"]
+        version = (prev.version + 1) if prev else 1
+        ts = max(now_us(), prev.ts + 1) if prev else now_us()
+        meta = {**(resource.get("meta") or {}), "versionId": str(version), "lastUpdated": to_instant(ts)}
+        body = {"resourceType": type_, "id": id_, "meta": meta}
+        body.update((k, v) for k, v in resource.items() if k not in body)
+        if deleted:
+            body = {"resourceType": type_, "id": id_, "meta": {"versionId": str(version), "lastUpdated": meta["lastUpdated"]}}
+        content = orjson.dumps(body)
+        compartment = prev.compartment if deleted and prev else patient_of(body)
+        if prev is None:
+            try:
+                await self.conn.execute(
+                    f"INSERT INTO resources ({_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (type_, id_, version, ts, deleted, compartment, content),
+                )
+            except IntegrityError as exc:
+                raise VersionConflict(type_, id_, None, -1) from exc
+        else:
+            moved = await self.conn.execute(
+                "UPDATE resources SET version = ?, ts = ?, deleted = ?, compartment = ?, content = ? "
+                "WHERE type = ? AND id = ? AND version = ?",
+                (version, ts, deleted, compartment, content, type_, id_, prev.version),
+            )
+            if moved != 1:
+                raise VersionConflict(type_, id_, prev.version, None)
+        await self.conn.execute(
+            f"INSERT INTO resource_versions ({_COLS}, method) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (type_, id_, version, ts, deleted, compartment, content, method),
+        )
+        stored = StoredResource(type_, id_, version, ts, deleted, compartment, content, method)
+        for hook in self._hooks:
+            await hook(self.conn, stored, None if deleted else body)
+        return stored
+
+    async def create(self, resource: dict[str, Any]) -> StoredResource:
+        """A new resource with a server-assigned id (any client id is replaced, as FHIR create says)."""
+        return await self._write(None, {**resource, "id": new_id()}, False, "POST")
+
+    async def update(self, resource: dict[str, Any], if_match: int | None = None) -> tuple[StoredResource, bool]:
+        """Update, or create with the client's id when absent. Returns (stored, created)."""
+        prev = await self.current(resource["resourceType"], resource["id"])
+        if if_match is not None and (prev is None or prev.version != if_match):
+            raise VersionConflict(resource["resourceType"], resource["id"], if_match, prev.version if prev else None)
+        return await self._write(prev, resource, False, "PUT"), prev is None
+
+    async def delete(self, type_: str, id_: str, if_match: int | None = None) -> StoredResource | None:
+        """Soft delete: a new version flagged deleted. None when there was nothing to delete."""
+        prev = await self.current(type_, id_)
+        if if_match is not None and (prev is None or prev.version != if_match):
+            raise VersionConflict(type_, id_, if_match, prev.version if prev else None)
+        if prev is None or prev.deleted:
+            return None
+        return await self._write(prev, {"resourceType": type_, "id": id_}, True, "DELETE")
+
+    async def put(self, resource: dict[str, Any]) -> PutResult:
+        """Idempotent upsert for loads: no new version when only meta.versionId/lastUpdated differ."""
+        prev = await self.current(resource["resourceType"], resource["id"])
+        return await self._put(prev, resource)
+
+    async def _put(self, prev: StoredResource | None, resource: dict[str, Any]) -> PutResult:
+        type_, id_ = resource["resourceType"], resource["id"]
+        if prev is not None and not prev.deleted and (
+            _without_version_meta(orjson.loads(prev.content)) == _without_version_meta(resource)
+        ):
+            return PutResult("unchanged", type_, id_, prev.version_id)
+        stored = await self._write(prev, resource, False, "PUT")
+        return PutResult("updated" if prev else "created", type_, id_, stored.version_id)
+
+    async def put_many(self, resources: Iterable[dict[str, Any]]) -> list[PutResult]:
+        items = list(resources)
+        prev: dict[tuple[str, str], StoredResource] = {}
+        by_type: dict[str, list[str]] = {}
+        for r in items:
+            by_type.setdefault(r["resourceType"], []).append(r["id"])
+        for type_, ids in by_type.items():
+            for chunk in _chunks(ids, 500):
+                marks = ",".join("?" * len(chunk))
+                rows = await self.conn.fetchall(
+                    f"SELECT {_COLS} FROM resources WHERE type = ? AND id IN ({marks})", (type_, *chunk)
+                )
+                prev.update(((r[0], r[1]), _row(r)) for r in rows)
+        out = []
+        for r in items:
+            result = await self._put(prev.get((r["resourceType"], r["id"])), r)
+            out.append(result)
+        return out
+
+
+def _chunks(seq: Sequence[str], size: int) -> Iterable[Sequence[str]]:
+    for i in range(0, len(seq), size):
+        yield seq[i : i + size]
+
+
+class Store:
+    """The gateway's resources on SQLite or PostgreSQL (see database.py for why raw drivers)."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self.hooks: list[WriteHook] = []
+
+    @classmethod
+    async def open(cls, url: str) -> Store:
+        db = await open_database(url)
+        await migrate(db)
+        return cls(db)
+
+    async def close(self) -> None:
+        await self.db.close()
+
+    @property
+    def dialect(self) -> str:
+        return self.db.dialect
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[Transaction]:
+        async with self.db.transaction() as conn:
+            yield Transaction(conn, self.hooks)
+
+    async def read(self, type_: str, id_: str) -> StoredResource | None:
+        row = await self.db.fetchone(f"SELECT {_COLS} FROM resources WHERE type = ? AND id = ?", (type_, id_))
+        return _row(row) if row else None
+
+    async def read_bytes(self, type_: str, id_: str) -> bytes | None:
+        found = await self.read(type_, id_)
+        return None if found is None or found.deleted else found.content
+
+    async def vread(self, type_: str, id_: str, version: int) -> StoredResource | None:
+        row = await self.db.fetchone(
+            f"SELECT {_COLS}, method FROM resource_versions WHERE type = ? AND id = ? AND version = ?",
+            (type_, id_, version),
+        )
+        return _row(row, row[7]) if row else None
+
+    async def existing_ids(self, type_: str, ids: Sequence[str]) -> set[str]:
+        found: set[str] = set()
+        for chunk in _chunks(list(ids), 500):
+            marks = ",".join("?" * len(chunk))
+            rows = await self.db.fetchall(
+                f"SELECT id FROM resources WHERE type = ? AND deleted = ? AND id IN ({marks})", (type_, False, *chunk)
+            )
+            found.update(r[0] for r in rows)
+        return found
+
+    async def put_many(self, resources: Iterable[dict[str, Any]]) -> list[PutResult]:
+        async with self.transaction() as tx:
+            return await tx.put_many(resources)
+
+    async def history(self, type_: str | None, id_: str | None, since_us: int | None, before_seq: int | None,
+                      count: int, compartments: Sequence[str] | None = None
+                      ) -> tuple[list[StoredResource], list[int]]:
+        """Versions newest first, keyset-paged on the version sequence (`before_seq` = last seq seen).
+
+        `compartments` restricts to resources of those patients (patient/ scopes) — the
+        restriction is in the query so a page never carries what the principal may not see.
+        """
+        where, params = _history_filter(type_, id_, since_us, compartments)
+        if before_seq is not None:
+            where.append("seq < ?")
+            params.append(before_seq)
+        sql = (f"SELECT {_COLS}, method, seq FROM resource_versions"
+               f"{' WHERE ' + ' AND '.join(where) if where else ''} ORDER BY seq DESC LIMIT ?")
+        rows = await self.db.fetchall(sql, (*params, count))
+        return [_row(r, r[7]) for r in rows], [r[8] for r in rows]
+
+    async def history_count(self, type_: str | None, id_: str | None, since_us: int | None,
+                            compartments: Sequence[str] | None = None) -> int:
+        where, params = _history_filter(type_, id_, since_us, compartments)
+        sql = f"SELECT COUNT(*) FROM resource_versions{' WHERE ' + ' AND '.join(where) if where else ''}"
+        row = await self.db.fetchone(sql, params)
+        return int(row[0]) if row else 0
+
+
+def _history_filter(type_: str | None, id_: str | None, since_us: int | None,
+                    compartments: Sequence[str] | None) -> tuple[list[str], list[Any]]:
+    where: list[str] = []
+    params: list[Any] = []
+    if type_ is not None:
+        where.append("type = ?")
+        params.append(type_)
+    if id_ is not None:
+        where.append("id = ?")
+        params.append(id_)
+    if since_us is not None:
+        where.append("ts >= ?")
+        params.append(since_us)
+    if compartments is not None:
+        marks = ",".join("?" * len(compartments)) or "NULL"
+        where.append(f"compartment IN ({marks})")
+        params.extend(compartments)
+    return where, params
