@@ -44,7 +44,7 @@ class FhirError(Exception):
 
     @classmethod
     def of(cls, status: int, code: str, diagnostics: str, expression: tuple[str, ...] = (),
-           headers: dict[str, str] | None = None) -> "FhirError":
+           headers: dict[str, str] | None = None) -> FhirError:
         return cls(status, [Issue("error", code, diagnostics, expression)], headers or {})
 
     def __str__(self) -> str:

@@ -129,9 +129,10 @@ class Transaction:
             await hook(self.conn, stored, None if deleted else body)
         return stored
 
-    async def create(self, resource: dict[str, Any]) -> StoredResource:
-        """A new resource with a server-assigned id (any client id is replaced, as FHIR create says)."""
-        return await self._write(None, {**resource, "id": new_id()}, False, "POST")
+    async def create(self, resource: dict[str, Any], id_: str | None = None) -> StoredResource:
+        """A new resource with a server-assigned id (any client id is replaced, as FHIR create says);
+        `id_` is for ids the server assigned earlier (transaction entries resolved from urn:uuid)."""
+        return await self._write(None, {**resource, "id": id_ or new_id()}, False, "POST")
 
     async def update(self, resource: dict[str, Any], if_match: int | None = None) -> tuple[StoredResource, bool]:
         """Update, or create with the client's id when absent. Returns (stored, created)."""
@@ -242,7 +243,7 @@ class Store:
         async with self.transaction() as tx:
             return await tx.put_many(resources)
 
-    async def history(self, type_: str | None, id_: str | None, since_us: int | None, before_seq: int | None,
+    async def history(self, types: Sequence[str] | None, id_: str | None, since_us: int | None, before_seq: int | None,
                       count: int, compartments: Sequence[str] | None = None
                       ) -> tuple[list[StoredResource], list[int]]:
         """Versions newest first, keyset-paged on the version sequence (`before_seq` = last seq seen).
@@ -250,7 +251,7 @@ class Store:
         `compartments` restricts to resources of those patients (patient/ scopes) — the
         restriction is in the query so a page never carries what the principal may not see.
         """
-        where, params = _history_filter(type_, id_, since_us, compartments)
+        where, params = _history_filter(types, id_, since_us, compartments)
         if before_seq is not None:
             where.append("seq < ?")
             params.append(before_seq)
@@ -259,21 +260,25 @@ class Store:
         rows = await self.db.fetchall(sql, (*params, count))
         return [_row(r, r[7]) for r in rows], [r[8] for r in rows]
 
-    async def history_count(self, type_: str | None, id_: str | None, since_us: int | None,
+    async def history_count(self, types: Sequence[str] | None, id_: str | None, since_us: int | None,
                             compartments: Sequence[str] | None = None) -> int:
-        where, params = _history_filter(type_, id_, since_us, compartments)
+        where, params = _history_filter(types, id_, since_us, compartments)
         sql = f"SELECT COUNT(*) FROM resource_versions{' WHERE ' + ' AND '.join(where) if where else ''}"
         row = await self.db.fetchone(sql, params)
         return int(row[0]) if row else 0
 
 
-def _history_filter(type_: str | None, id_: str | None, since_us: int | None,
+def _in(column: str, values: Sequence[Any]) -> str:
+    return f"{column} IN ({','.join('?' * len(values))})" if values else "1 = 0"
+
+
+def _history_filter(types: Sequence[str] | None, id_: str | None, since_us: int | None,
                     compartments: Sequence[str] | None) -> tuple[list[str], list[Any]]:
     where: list[str] = []
     params: list[Any] = []
-    if type_ is not None:
-        where.append("type = ?")
-        params.append(type_)
+    if types is not None:
+        where.append(_in("type", types))
+        params.extend(types)
     if id_ is not None:
         where.append("id = ?")
         params.append(id_)
@@ -281,7 +286,7 @@ def _history_filter(type_: str | None, id_: str | None, since_us: int | None,
         where.append("ts >= ?")
         params.append(since_us)
     if compartments is not None:
-        marks = ",".join("?" * len(compartments)) or "NULL"
-        where.append(f"compartment IN ({marks})")
-        params.extend(compartments)
+        patients = sorted(compartments)
+        where.append(_in("compartment", patients))
+        params.extend(patients)
     return where, params

@@ -1,0 +1,1 @@
+"""HTTP: FastAPI routers, thin. Parse the request, ask the layers below, write the answer."""

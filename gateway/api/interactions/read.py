@@ -1,0 +1,69 @@
+"""read and vread — https://hl7.org/fhir/R4/http.html#read, #vread.
+
+The hot path: one point query, the stored bytes out through the gate, no model objects.
+`If-None-Match` / `If-Modified-Since` answer 304 without a body.
+"""
+
+from __future__ import annotations
+
+from email.utils import parsedate_to_datetime
+
+from fastapi import APIRouter
+from starlette.requests import Request
+from starlette.responses import Response
+
+from gateway.api.context import context, stored_type
+from gateway.api.responses import not_found, resource_response, version_headers
+from gateway.fhir.errors import FhirError
+from gateway.fhir.instant import from_datetime
+from gateway.store import StoredResource
+
+router = APIRouter()
+
+
+def _not_modified(request: Request, stored: StoredResource) -> bool:
+    etag = request.headers.get("if-none-match")
+    if etag is not None:
+        return etag.strip().removeprefix("W/").strip('"') == str(stored.version)
+    since = request.headers.get("if-modified-since")
+    if since:
+        try:
+            return stored.ts // 1_000_000 <= from_datetime(parsedate_to_datetime(since)) // 1_000_000
+        except (TypeError, ValueError):
+            return False
+    return False
+
+
+def _gone(stored: StoredResource) -> FhirError:
+    return FhirError.of(410, "deleted", f"{stored.type}/{stored.id} was deleted (version {stored.version})",
+                        headers=version_headers(stored))
+
+
+@router.get("/fhir/{type}/{id}", name="read")
+async def read(type: str, id: str, request: Request) -> Response:
+    ctx = await context(request)
+    ctx.gate.require(ctx.principal, stored_type(type), "read")
+    stored = await ctx.store.read(type, id)
+    if stored is None:
+        raise not_found(type, id)
+    if stored.deleted:
+        raise _gone(stored)
+    if not ctx.gate.visible(ctx.principal, stored):
+        raise not_found(type, id)
+    if _not_modified(request, stored):
+        return Response(status_code=304, headers=version_headers(stored))
+    return resource_response(ctx, stored)
+
+
+@router.get("/fhir/{type}/{id}/_history/{vid}", name="vread")
+async def vread(type: str, id: str, vid: str, request: Request) -> Response:
+    ctx = await context(request)
+    ctx.gate.require(ctx.principal, stored_type(type), "vread")
+    if not vid.isdigit():
+        raise FhirError.of(404, "not-found", f"{type}/{id} has no version {vid!r}: version ids are 1, 2, ...")
+    stored = await ctx.store.vread(type, id, int(vid))
+    if stored is None or not ctx.gate.visible(ctx.principal, stored):
+        raise FhirError.of(404, "not-found", f"{type}/{id} has no version {vid}")
+    if stored.deleted:
+        raise _gone(stored)
+    return resource_response(ctx, stored)

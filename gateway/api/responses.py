@@ -1,0 +1,97 @@
+"""The functions that write FHIR responses — the only ones, so every resource that leaves
+passes the egress gate (`Gate.disclose`) here and nowhere else can forget it."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import orjson
+from starlette.responses import Response
+
+from gateway.api.context import Ctx
+from gateway.fhir.bundle import Entry, bundle_bytes
+from gateway.fhir.errors import FhirError, Issue, operation_outcome
+from gateway.fhir.instant import now_us, to_http_date, to_instant
+from gateway.fhir.negotiation import FHIR_JSON
+from gateway.store import StoredResource
+from gateway.store.resources import new_id
+
+
+def fhir_response(body: bytes, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(body, status_code=status, headers=headers, media_type=FHIR_JSON)
+
+
+def outcome_response(error: FhirError) -> Response:
+    return fhir_response(orjson.dumps(operation_outcome(error.issues)), error.status, error.headers)
+
+
+def information(text: str) -> bytes:
+    return orjson.dumps(operation_outcome([Issue("information", "informational", text)]))
+
+
+def version_headers(stored: StoredResource) -> dict[str, str]:
+    return {"ETag": f'W/"{stored.version}"', "Last-Modified": to_http_date(stored.ts)}
+
+
+def disclosed(ctx: Ctx, stored: StoredResource) -> bytes | None:
+    return ctx.gate.disclose(ctx.principal, stored)
+
+
+def not_found(type_: str, id_: str) -> FhirError:
+    return FhirError.of(404, "not-found", f"{type_}/{id_} is not known")
+
+
+def resource_response(ctx: Ctx, stored: StoredResource, status: int = 200, *, created: bool = False,
+                      honour_prefer: bool = False) -> Response:
+    """One resource. A resource the principal may not see answers 404, never 403: its
+    existence is not disclosed either."""
+    body = disclosed(ctx, stored)
+    if body is None:
+        raise not_found(stored.type, stored.id)
+    headers = version_headers(stored)
+    location = f"{ctx.base}/{stored.type}/{stored.id}/_history/{stored.version}"
+    headers["Content-Location"] = location
+    if created:
+        headers["Location"] = location
+    if honour_prefer and ctx.prefer.return_ == "minimal":
+        return Response(status_code=status, headers=headers)
+    if honour_prefer and ctx.prefer.return_ == "OperationOutcome":
+        verb = "created" if created else "updated"
+        return fhir_response(information(f"{stored.type}/{stored.id} {verb}, version {stored.version}"), status,
+                             headers)
+    return fhir_response(body, status, headers)
+
+
+def entries_of(ctx: Ctx, items: Iterable[tuple[StoredResource, str | None]]) -> list[Entry]:
+    """Bundle entries for stored resources (with their search mode), each passed through the gate;
+    what may not leave is left out."""
+    out = []
+    for stored, mode in items:
+        body = disclosed(ctx, stored)
+        if body is not None:
+            out.append(Entry(f"{ctx.base}/{stored.type}/{stored.id}", body, mode))
+    return out
+
+
+def history_entries(ctx: Ctx, versions: Iterable[StoredResource]) -> list[Entry]:
+    out = []
+    for stored in versions:
+        if not ctx.gate.visible(ctx.principal, stored):
+            continue
+        url = f"{ctx.base}/{stored.type}/{stored.id}"
+        request = {"method": stored.method, "url": f"{stored.type}/{stored.id}" if stored.method != "POST"
+                   else stored.type}
+        response = {"status": "410 Gone" if stored.deleted else ("201 Created" if stored.version == 1 else "200 OK"),
+                    "etag": f'W/"{stored.version}"', "lastModified": to_instant(stored.ts)}
+        body = None if stored.deleted else disclosed(ctx, stored)
+        if not stored.deleted and body is None:
+            continue
+        out.append(Entry(url, body, None, request, response))
+    return out
+
+
+def bundle_response(bundle_type: str, entries: list[Entry], *, total: int | None = None,
+                    links: list[tuple[str, str]] | None = None, status: int = 200) -> Response:
+    body = bundle_bytes(bundle_type, entries, total=total, links=links, bundle_id=new_id(),
+                        timestamp=to_instant(now_us()))
+    return fhir_response(body, status)
