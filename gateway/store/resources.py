@@ -139,7 +139,7 @@ class Transaction:
         prev = await self.current(resource["resourceType"], resource["id"])
         if if_match is not None and (prev is None or prev.version != if_match):
             raise VersionConflict(resource["resourceType"], resource["id"], if_match, prev.version if prev else None)
-        return await self._write(prev, resource, False, "PUT"), prev is None
+        return await self._write(prev, resource, False, "PUT"), prev is None or prev.deleted
 
     async def delete(self, type_: str, id_: str, if_match: int | None = None) -> StoredResource | None:
         """Soft delete: a new version flagged deleted. None when there was nothing to delete."""
