@@ -4,21 +4,45 @@ Modelled on HAPI's consent interceptor: one service asked, for every resource of
 response (bundle entries, includes, history, export lines, proxied answers), whether it
 may be seen and what must change before it is. Handlers never call `disclose`
 themselves: the response writers in `gateway.api.responses` do, so none can forget.
+
+Internal principals are governed by scopes only and get the stored bytes untouched (the
+fast path). External principals additionally need the subject's consent in force to
+permit research use and external sharing (and commercial use for commercial clients),
+and get pseudonymised copies; genotyping details only where genetic research is permitted.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
+import orjson
+
+from gateway.access import consent
+from gateway.access.consent import Decision
 from gateway.access.principal import Principal
+from gateway.access.pseudonymise import pseudonymise
 from gateway.access.scopes import READ, SEARCH
 from gateway.fhir.errors import FhirError
-from gateway.store import StoredResource
+from gateway.fhir.instant import now_us
+from gateway.store import Store, StoredResource
 
 INTERACTION_ACTIONS = {
     "read": READ, "vread": READ, "search": SEARCH, "history": READ,
     "create": "c", "update": "u", "delete": "d", "validate": READ, "export": READ,
 }
+EXTERNAL_NEEDS = frozenset({"research", "external-sharing"})
+
+
+def required_permissions(principal: Principal, kind: str = "specimen") -> frozenset[str]:
+    """The consent permissions an external principal needs for data of `kind` (specimen | ehr)."""
+    needs = set(EXTERNAL_NEEDS)
+    if principal.commercial:
+        needs.add("commercial")
+    if kind == "ehr":
+        needs.add("ehr-linkage")
+    return frozenset(needs)
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,11 +53,15 @@ class Restriction:
     `confined`: readable types granted by `patient/` scopes only: of those, only resources whose
     compartment is one of `compartments` (the launch patient) may appear. A resource outside any
     Patient compartment is not visible through a patient/ scope.
+    `consent`: for external principals, the permissions a subject's consent in force must grant
+    (at `at_us`) for resources in that subject's compartment to appear; empty for internal ones.
     """
 
     readable: frozenset[str]
     confined: frozenset[str] = frozenset()
     compartments: frozenset[str] = frozenset()
+    consent: frozenset[str] = frozenset()
+    at_us: int = 0
 
     def allows_type(self, type_: str) -> bool:
         return type_ in self.readable
@@ -41,6 +69,14 @@ class Restriction:
     def compartment_filter(self, type_: str) -> frozenset[str] | None:
         """The Patients `type_` is confined to, or None when it is not confined."""
         return self.compartments if type_ in self.confined else None
+
+    def consent_sql(self, column: str = "compartment") -> tuple[str, list[Any]] | None:
+        """SQL keeping rows whose compartment's consent allows this principal, or None (no condition).
+        Rows without a compartment (studies, organisations) are not about a subject and pass."""
+        if not self.consent:
+            return None
+        clause, params = consent.sharing_clause(self.consent, self.at_us, column)
+        return f"({column} IS NULL OR {clause})", params
 
 
 def forbidden(principal: Principal, type_: str, interaction: str) -> FhirError:
@@ -52,8 +88,9 @@ def forbidden(principal: Principal, type_: str, interaction: str) -> FhirError:
 
 
 class Gate:
-    def __init__(self, types: frozenset[str]) -> None:
+    def __init__(self, types: frozenset[str], store: Store) -> None:
         self.types = types
+        self.store = store
 
     def require(self, principal: Principal, type_: str, interaction: str) -> None:
         """Refuse (403) an interaction the principal's scopes do not grant on this type.
@@ -70,10 +107,11 @@ class Gate:
         readable = frozenset(t for t in self.types if principal.scopes.allows(t, action))
         confined = frozenset(t for t in readable if principal.scopes.patient_only(t, action))
         compartments = frozenset([principal.patient]) if principal.patient else frozenset()
-        return Restriction(readable, confined, compartments)
+        needs = frozenset() if principal.internal else required_permissions(principal)
+        return Restriction(readable, confined, compartments, needs, now_us())
 
     def visible(self, principal: Principal, stored: StoredResource) -> bool:
-        """May this stored resource be seen at all by this principal (scope and compartment)?"""
+        """Scope and compartment: may this principal see resources like `stored` at all?"""
         scopes = principal.scopes
         if not (scopes.allows(stored.type, READ) or scopes.allows(stored.type, SEARCH)):
             return False
@@ -81,8 +119,97 @@ class Gate:
             return principal.patient is not None and stored.compartment == principal.patient
         return True
 
-    def disclose(self, principal: Principal, stored: StoredResource) -> bytes | None:
-        """The bytes this principal may receive for `stored`, or None when it must not leave."""
-        if not self.visible(principal, stored):
+    async def decisions(self, patients: set[str]) -> dict[str, Decision]:
+        return await consent.decisions(self.store.db, patients) if patients else {}
+
+    def _released(self, principal: Principal, compartment: str | None, decisions: dict[str, Decision],
+                  kind: str, at_us: int) -> Decision | bool | None:
+        """False when consent forbids release; else the subject's decision (None: not about a subject)."""
+        if compartment is None:
             return None
-        return stored.content
+        decision = decisions.get(compartment)
+        if decision is None or not decision.permits_all(required_permissions(principal, kind), at_us):
+            return False
+        return decision
+
+    async def disclose(self, principal: Principal, stored: StoredResource) -> bytes | None:
+        """The bytes this principal may receive for `stored`, or None when it must not leave."""
+        return (await self.disclose_many(principal, [stored]))[0]
+
+    async def disclose_many(self, principal: Principal, items: Sequence[StoredResource]) -> list[bytes | None]:
+        """`disclose` for a page of resources, with one consent lookup for all their subjects."""
+        if principal.internal:
+            return [s.content if self.visible(principal, s) else None for s in items]
+        decisions = await self.decisions({s.compartment for s in items if s.compartment})
+        at = now_us()
+        out: list[bytes | None] = []
+        for stored in items:
+            released = self._released(principal, stored.compartment, decisions, "specimen", at) \
+                if self.visible(principal, stored) else False
+            if released is False:
+                out.append(None)
+                continue
+            resource = orjson.loads(stored.content)
+            out.append(orjson.dumps(await self._external_copy(resource, released, at)))
+        return out
+
+    async def _external_copy(self, resource: dict[str, Any], decision: Decision | None, at: int) -> dict[str, Any]:
+        genetic = decision is not None and decision.permits_all(frozenset({"genetic"}), at)
+        if resource.get("resourceType") == "Group":
+            await self._keep_released_members(resource, at)
+        return pseudonymise(resource, genetic_allowed=genetic)
+
+    async def _keep_released_members(self, group: dict[str, Any], at: int) -> None:
+        """A cohort shown to a collaborator lists only members whose consent allows it."""
+        members = group.get("member") or []
+        ids = {m.get("entity", {}).get("reference", "").removeprefix("Patient/") for m in members}
+        decisions = await self.decisions({i for i in ids if i})
+        kept = [m for m in members
+                if (d := decisions.get(m.get("entity", {}).get("reference", "").removeprefix("Patient/")))
+                and d.permits_all(EXTERNAL_NEEDS, at)]
+        if kept:
+            group["member"] = kept
+        else:
+            group.pop("member", None)
+        if "quantity" in group:
+            group["quantity"] = len(kept)
+
+    async def disclose_resource(self, principal: Principal, resource: dict[str, Any], patient: str | None,
+                                kind: str = "ehr") -> dict[str, Any] | None:
+        """For resources that are not stored here (EHR answers): scopes (with v2 granular
+        constraints), compartment, consent of `patient` for data of `kind`, pseudonymisation."""
+        rtype = resource.get("resourceType", "")
+        stored = StoredResource(rtype, resource.get("id", ""), 0, 0, False, patient, b"")
+        if not self.visible(principal, stored) or not self._granular_ok(principal, rtype, resource):
+            return None
+        if principal.internal:
+            return resource
+        at = now_us()
+        decisions = await self.decisions({patient} if patient else set())
+        released = self._released(principal, patient, decisions, kind, at) if patient else False
+        if released is False:
+            return None
+        return await self._external_copy(resource, released, at)
+
+    @staticmethod
+    def _granular_ok(principal: Principal, rtype: str, resource: dict[str, Any]) -> bool:
+        """SMART v2 granular scopes (`Observation.rs?category=laboratory`): token parameters matched
+        against the resource's codings of the element of the same name."""
+        alternatives = principal.scopes.constraints(rtype, READ) or principal.scopes.constraints(rtype, SEARCH)
+        if alternatives is None:
+            return True
+        return any(all(_has_code(resource.get(name), value) for name, value in constraint)
+                   for constraint in alternatives)
+
+
+def _has_code(element: Any, token: str) -> bool:
+    system, _, code = token.rpartition("|")
+    items = element if isinstance(element, list) else [element]
+    for item in items:
+        if isinstance(item, str) and not system and item == code:
+            return True
+        if isinstance(item, dict):
+            for coding in item.get("coding") or []:
+                if coding.get("code") == code and (not system or coding.get("system") == system):
+                    return True
+    return False

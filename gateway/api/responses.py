@@ -33,19 +33,19 @@ def version_headers(stored: StoredResource) -> dict[str, str]:
     return {"ETag": f'W/"{stored.version}"', "Last-Modified": to_http_date(stored.ts)}
 
 
-def disclosed(ctx: Ctx, stored: StoredResource) -> bytes | None:
-    return ctx.gate.disclose(ctx.principal, stored)
+async def disclosed(ctx: Ctx, stored: StoredResource) -> bytes | None:
+    return await ctx.gate.disclose(ctx.principal, stored)
 
 
 def not_found(type_: str, id_: str) -> FhirError:
     return FhirError.of(404, "not-found", f"{type_}/{id_} is not known")
 
 
-def resource_response(ctx: Ctx, stored: StoredResource, status: int = 200, *, created: bool = False,
-                      honour_prefer: bool = False) -> Response:
+async def resource_response(ctx: Ctx, stored: StoredResource, status: int = 200, *, created: bool = False,
+                            honour_prefer: bool = False) -> Response:
     """One resource. A resource the principal may not see answers 404, never 403: its
     existence is not disclosed either."""
-    body = disclosed(ctx, stored)
+    body = await disclosed(ctx, stored)
     if body is None:
         raise not_found(stored.type, stored.id)
     headers = version_headers(stored)
@@ -62,32 +62,39 @@ def resource_response(ctx: Ctx, stored: StoredResource, status: int = 200, *, cr
     return fhir_response(body, status, headers)
 
 
-def entries_of(ctx: Ctx, items: Iterable[tuple[StoredResource, str | None]]) -> list[Entry]:
+async def entries_of(ctx: Ctx, items: Iterable[tuple[StoredResource, str | None]]) -> list[Entry]:
     """Bundle entries for stored resources (with their search mode), each passed through the gate;
     what may not leave is left out."""
-    out = []
-    for stored, mode in items:
-        body = disclosed(ctx, stored)
-        if body is not None:
-            out.append(Entry(f"{ctx.base}/{stored.type}/{stored.id}", body, mode))
-    return out
+    pairs = list(items)
+    bodies = await ctx.gate.disclose_many(ctx.principal, [stored for stored, _ in pairs])
+    return [Entry(f"{ctx.base}/{stored.type}/{stored.id}", body, mode)
+            for (stored, mode), body in zip(pairs, bodies, strict=True) if body is not None]
 
 
-def history_entries(ctx: Ctx, versions: Iterable[StoredResource]) -> list[Entry]:
+async def history_entries(ctx: Ctx, versions: Iterable[StoredResource]) -> list[Entry]:
+    """History entries; a deleted version carries no resource but is shown only to whoever may
+    see the resource's other versions."""
+    items = list(versions)
+    bodies = await ctx.gate.disclose_many(ctx.principal, [_alive(s) for s in items])
     out = []
-    for stored in versions:
-        if not ctx.gate.visible(ctx.principal, stored):
+    for stored, body in zip(items, bodies, strict=True):
+        if body is None:
             continue
         url = f"{ctx.base}/{stored.type}/{stored.id}"
         request = {"method": stored.method, "url": f"{stored.type}/{stored.id}" if stored.method != "POST"
                    else stored.type}
         response = {"status": "410 Gone" if stored.deleted else ("201 Created" if stored.version == 1 else "200 OK"),
                     "etag": f'W/"{stored.version}"', "lastModified": to_instant(stored.ts)}
-        body = None if stored.deleted else disclosed(ctx, stored)
-        if not stored.deleted and body is None:
-            continue
-        out.append(Entry(url, body, None, request, response))
+        out.append(Entry(url, None if stored.deleted else body, None, request, response))
     return out
+
+
+def _alive(stored: StoredResource) -> StoredResource:
+    """A deleted version judged as the resource it deleted (same type and compartment)."""
+    if not stored.deleted:
+        return stored
+    return StoredResource(stored.type, stored.id, stored.version, stored.ts, False, stored.compartment,
+                          orjson.dumps({"resourceType": stored.type, "id": stored.id}), stored.method)
 
 
 def bundle_response(bundle_type: str, entries: list[Entry], *, total: int | None = None,

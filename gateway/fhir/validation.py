@@ -51,7 +51,8 @@ def structural_issues(resource: Any, expected_type: str | None = None) -> list[I
     if not isinstance(rtype, str) or not rtype:
         return [Issue("error", "required", "resourceType is missing", ("resourceType",))]
     if expected_type is not None and rtype != expected_type:
-        return [Issue("error", "invalid", f"resourceType {rtype!r} does not match the endpoint's type {expected_type!r}",
+        return [Issue("error", "invalid",
+                      f"resourceType {rtype!r} does not match the endpoint's type {expected_type!r}",
                       ("resourceType",))]
     rid = resource.get("id")
     if rid is not None and (not isinstance(rid, str) or not ID_PATTERN.match(rid)):

@@ -20,6 +20,7 @@ import orjson
 from gateway.fhir.compartment import patient_of
 from gateway.fhir.instant import now_us, to_instant
 from gateway.store.database import Connection, Database, IntegrityError, open_database
+from gateway.store.index import indexer
 from gateway.store.migrate import migrate
 
 _COLS = "type, id, version, ts, deleted, compartment, content"
@@ -101,7 +102,8 @@ class Transaction:
         body = {"resourceType": type_, "id": id_, "meta": meta}
         body.update((k, v) for k, v in resource.items() if k not in body)
         if deleted:
-            body = {"resourceType": type_, "id": id_, "meta": {"versionId": str(version), "lastUpdated": meta["lastUpdated"]}}
+            body = {"resourceType": type_, "id": id_,
+                    "meta": {"versionId": str(version), "lastUpdated": meta["lastUpdated"]}}
         content = orjson.dumps(body)
         compartment = prev.compartment if deleted and prev else patient_of(body)
         if prev is None:
@@ -192,9 +194,11 @@ def _chunks(seq: Sequence[str], size: int) -> Iterable[Sequence[str]]:
 class Store:
     """The gateway's resources on SQLite or PostgreSQL (see database.py for why raw drivers)."""
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, hooks: list[WriteHook] | None = None) -> None:
+        """`hooks` run inside every write transaction; by default the search indexer, so every
+        write (REST, Bundles, bulk loads) keeps the search index current."""
         self.db = db
-        self.hooks: list[WriteHook] = []
+        self.hooks: list[WriteHook] = [indexer()] if hooks is None else hooks
 
     @classmethod
     async def open(cls, url: str) -> Store:

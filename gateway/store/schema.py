@@ -65,3 +65,25 @@ resource_versions = Table(
     Index("ix_versions_type_ts", "type", "ts"),
     Index("ix_versions_ts", "ts"),
 )
+
+consent_state = Table(
+    "consent_state",
+    metadata,
+    Column("patient", String(64), primary_key=True),
+    Column("consent_id", String(64), nullable=False, doc="the Consent resource in force"),
+    Column("source_status", String(16), nullable=False, doc="ACTIVE, WITHDRAWN, EXPIRED or SUPERSEDED"),
+    Column("research", Boolean, nullable=False),
+    Column("genetic", Boolean, nullable=False),
+    Column("ehr_linkage", Boolean, nullable=False),
+    Column("recontact", Boolean, nullable=False),
+    Column("external_sharing", Boolean, nullable=False),
+    Column("commercial", Boolean, nullable=False),
+    Column("expires_us", BigInteger, nullable=True),
+    Column("withdrawal_scope", String(16), nullable=True),
+    Column("withdrawn_us", BigInteger, nullable=True),
+    Index("ix_consent_state_sharing", "research", "external_sharing"),
+)
+"""Each subject's consent in force, derived from its Consent resources by the access layer's
+write hook in the same transaction as the Consent write, so every instance sees a withdrawal
+on its very next request. Time-dependent parts (expiry, withdrawal date) are kept as instants
+and compared with the request's time, never precomputed."""

@@ -92,7 +92,8 @@ async def test_body_too_large_without_content_length_is_413(app_client: httpx.As
 
 
 async def test_wrong_content_type_is_415(app_client: httpx.AsyncClient) -> None:
-    r = await app_client.post("/fhir/Specimen", content=b"<Specimen/>", headers={"Content-Type": "application/fhir+xml"})
+    r = await app_client.post("/fhir/Specimen", content=b"<Specimen/>",
+                              headers={"Content-Type": "application/fhir+xml"})
     assert r.status_code == 415
     outcome(r)
 

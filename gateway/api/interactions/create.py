@@ -40,4 +40,4 @@ async def handle(type: str, request: Request) -> Response:
     resource = await read_json(request, ctx.services.settings.max_body_bytes)
     async with ctx.store.transaction() as tx:
         stored, created = await create(ctx, tx, type, resource, request.headers.get("if-none-exist"))
-    return resource_response(ctx, stored, 201 if created else 200, created=created, honour_prefer=True)
+    return await resource_response(ctx, stored, 201 if created else 200, created=created, honour_prefer=True)

@@ -49,7 +49,7 @@ async def _history(ctx: Ctx, path: str, types: list[str] | None, id_: str | None
     links = [("self", f"{ctx.base}{path}" + (f"?{urlencode(keep)}" if keep else ""))]
     if len(versions) == count and seqs:
         links.append(("next", f"{ctx.base}{path}?{urlencode([*keep, ('_page', paging.encode({'seq': seqs[-1]}))])}"))
-    return bundle_response("history", history_entries(ctx, versions), total=total, links=links)
+    return bundle_response("history", await history_entries(ctx, versions), total=total, links=links)
 
 
 @router.get("/fhir/_history", name="history-system")

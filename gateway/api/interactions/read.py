@@ -52,7 +52,7 @@ async def read(type: str, id: str, request: Request) -> Response:
         raise not_found(type, id)
     if _not_modified(request, stored):
         return Response(status_code=304, headers=version_headers(stored))
-    return resource_response(ctx, stored)
+    return await resource_response(ctx, stored)
 
 
 @router.get("/fhir/{type}/{id}/_history/{vid}", name="vread")
@@ -66,4 +66,4 @@ async def vread(type: str, id: str, vid: str, request: Request) -> Response:
         raise FhirError.of(404, "not-found", f"{type}/{id} has no version {vid}")
     if stored.deleted:
         raise _gone(stored)
-    return resource_response(ctx, stored)
+    return await resource_response(ctx, stored)

@@ -77,13 +77,13 @@ def _entry_error(index: int, error: FhirError) -> FhirError:
               (f"Bundle.entry[{index}]", *i.expression)) for i in error.issues], error.headers)
 
 
-def _result(ctx: Ctx, stored: StoredResource | None, status: int) -> Entry:
+async def _result(ctx: Ctx, stored: StoredResource | None, status: int) -> Entry:
     if stored is None:
         return Entry(response={"status": STATUS_TEXT.get(status, str(status))})
     response = {"status": STATUS_TEXT.get(status, str(status)),
                 "location": f"{stored.type}/{stored.id}/_history/{stored.version}",
                 "etag": f'W/"{stored.version}"', "lastModified": to_instant(stored.ts)}
-    body = None if ctx.prefer.return_ == "minimal" or stored.deleted else disclosed(ctx, stored)
+    body = None if ctx.prefer.return_ == "minimal" or stored.deleted else await disclosed(ctx, stored)
     return Entry(f"{ctx.base}/{stored.type}/{stored.id}", body, response=response)
 
 
@@ -96,19 +96,19 @@ async def _run(ctx: Ctx, tx: Transaction, step: Step, assigned: dict[int, str]) 
         if step.id is None:
             found = await matching_ids(ctx, step.type, step.query, "Conditional delete")
             if not found:
-                return _result(ctx, None, 204)
+                return await _result(ctx, None, 204)
             step.id = found[0]
         await delete(ctx, tx, step.type, step.id, if_match)
-        return _result(ctx, None, 204)
+        return await _result(ctx, None, 204)
     if step.method == "POST":
         stored, created = await create(ctx, tx, step.type, step.resource, step.request.get("ifNoneExist"),
                                        assigned.get(step.index))
-        return _result(ctx, stored, 201 if created else 200)
+        return await _result(ctx, stored, 201 if created else 200)
     target = step.id or await conditional_target(ctx, step.type, step.query, step.resource)  # PUT
     resource = {**step.resource, "id": target} if step.id is None and isinstance(step.resource, dict) \
         else step.resource
     stored, created = await update(ctx, tx, step.type, target, resource, if_match)
-    return _result(ctx, stored, 201 if created else 200)
+    return await _result(ctx, stored, 201 if created else 200)
 
 
 async def _get(ctx: Ctx, tx: Transaction, step: Step) -> Entry:
@@ -125,7 +125,7 @@ async def _get(ctx: Ctx, tx: Transaction, step: Step) -> Entry:
         raise not_found(step.type, step.id)
     if stored.deleted:
         raise FhirError.of(410, "deleted", f"{step.type}/{step.id} was deleted")
-    return _result(ctx, stored, 200)
+    return await _result(ctx, stored, 200)
 
 
 async def _assign_ids(ctx: Ctx, steps: list[Step]) -> tuple[dict[int, str], dict[str, str]]:

@@ -63,7 +63,7 @@ async def _write(ctx: Ctx, type_: str, id_: str, resource: Any, if_match: int | 
         except FhirError as exc:
             if exc.status != 409 or if_match is not None or attempt == RETRIES - 1:
                 raise
-    return resource_response(ctx, stored, 201 if created else 200, created=created, honour_prefer=True)
+    return await resource_response(ctx, stored, 201 if created else 200, created=created, honour_prefer=True)
 
 
 @router.put("/fhir/{type}/{id}", name="update")

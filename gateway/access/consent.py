@@ -1,0 +1,162 @@
+"""Consent decisions: may this principal, for this purpose, see this subject's data of this kind?
+
+The consent in force (INTERFACES.md, "Consent in force"): among a subject's Consent
+resources, the one with the latest signed date (`Consent.dateTime`; ties: the latest
+written) that is not SUPERSEDED. WITHDRAWN governs from its withdrawal date with its
+scope; EXPIRED or past `provision.period.end` means no consent. The local status, the
+permissions (nested provisions) and the withdrawal come from the BiobankConsent profile
+(profiles/README.md). Decisions are materialised per subject in `consent_state` by a
+write hook, inside the transaction that writes the Consent.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from gateway.fhir.instant import parse_instant
+from gateway.store.database import Connection
+
+BASE = "https://biobank.massgeneral.org/fhir"
+SOURCE_STATUS = f"{BASE}/StructureDefinition/source-status"
+WITHDRAWAL = f"{BASE}/StructureDefinition/consent-withdrawal"
+PERMISSION_SYSTEM = f"{BASE}/CodeSystem/consent-permission"
+PERMISSIONS = ("research", "genetic", "ehr-linkage", "recontact", "external-sharing", "commercial")
+COLUMNS = ("research", "genetic", "ehr_linkage", "recontact", "external_sharing", "commercial")
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """A subject's consent in force, as stored in `consent_state`."""
+
+    patient: str
+    consent_id: str
+    source_status: str
+    permits: frozenset[str]
+    expires_us: int | None
+    withdrawal_scope: str | None
+    withdrawn_us: int | None
+
+    def in_force(self, now_us: int) -> bool:
+        """A usable consent at `now_us`: not expired, not (yet) withdrawn unless the withdrawal is NO_CONTACT."""
+        if self.source_status in ("EXPIRED", "SUPERSEDED"):
+            return False
+        if self.expires_us is not None and self.expires_us <= now_us:
+            return False
+        return not self.withdrawn(now_us) or self.withdrawal_scope == "NO_CONTACT"
+
+    def withdrawn(self, now_us: int) -> bool:
+        return self.withdrawal_scope is not None and (self.withdrawn_us is None or self.withdrawn_us <= now_us)
+
+    def permits_all(self, kinds: frozenset[str], now_us: int) -> bool:
+        return self.in_force(now_us) and kinds <= self.permits
+
+    def recontactable(self, now_us: int) -> bool:
+        return self.permits_all(frozenset({"recontact"}), now_us) and not self.withdrawn(now_us)
+
+    def row(self) -> tuple[Any, ...]:
+        flags = tuple(kind in self.permits for kind in PERMISSIONS)
+        return (self.patient, self.consent_id, self.source_status, *flags, self.expires_us,
+                self.withdrawal_scope, self.withdrawn_us)
+
+    @classmethod
+    def from_row(cls, row: tuple[Any, ...]) -> Decision:
+        permits = frozenset(kind for kind, flag in zip(PERMISSIONS, row[3:9], strict=True) if flag)
+        return cls(row[0], row[1], row[2], permits, row[9], row[10], row[11])
+
+
+def _extension(resource: dict[str, Any], url: str) -> dict[str, Any] | None:
+    return next((e for e in resource.get("extension") or [] if e.get("url") == url), None)
+
+
+def _instant(value: str | None) -> int | None:
+    try:
+        return parse_instant(value) if value else None
+    except ValueError:
+        return None
+
+
+def decision_of(consent: dict[str, Any], patient: str) -> Decision:
+    """What one BiobankConsent says, read from its FHIR form."""
+    status_ext = _extension(consent, SOURCE_STATUS)
+    source = (status_ext or {}).get("valueCoding", {}).get("code") or (
+        "ACTIVE" if consent.get("status") == "active" else "EXPIRED")
+    provision = consent.get("provision") or {}
+    permits = set()
+    for nested in provision.get("provision") or []:
+        if nested.get("type") != "permit":
+            continue
+        for purpose in nested.get("purpose") or []:
+            if purpose.get("system") == PERMISSION_SYSTEM and purpose.get("code") in PERMISSIONS:
+                permits.add(purpose["code"])
+    if provision.get("type") != "permit":
+        permits.clear()
+    scope = withdrawn = None
+    withdrawal = _extension(consent, WITHDRAWAL)
+    if withdrawal:
+        parts = {e.get("url"): e for e in withdrawal.get("extension") or []}
+        scope = (parts.get("scope") or {}).get("valueCoding", {}).get("code")
+        withdrawn = _instant((parts.get("date") or {}).get("valueDateTime"))
+    if source == "WITHDRAWN" and scope is None:
+        scope = "NO_FURTHER_USE"  # a withdrawal without a scope is treated as the strictest that keeps data
+    return Decision(patient, consent.get("id", ""), source, frozenset(permits),
+                    _instant((provision.get("period") or {}).get("end")), scope, withdrawn)
+
+
+def governing(consents: list[tuple[dict[str, Any], int]], patient: str) -> Decision | None:
+    """The decision in force among (consent, written-at) pairs; SUPERSEDED ones never govern."""
+    candidates = [(c, ts) for c, ts in consents if decision_of(c, patient).source_status != "SUPERSEDED"]
+    if not candidates:
+        return None
+    consent, _ = max(candidates, key=lambda pair: (_instant(pair[0].get("dateTime")) or 0, pair[1]))
+    return decision_of(consent, patient)
+
+
+_UPSERT_COLS = ("patient", "consent_id", "source_status", *COLUMNS, "expires_us", "withdrawal_scope", "withdrawn_us")
+
+
+async def refresh_subject(conn: Connection, patient: str) -> None:
+    """Recompute one subject's row of `consent_state` from its stored Consent resources."""
+    rows = await conn.fetchall(
+        "SELECT content, ts FROM resources WHERE type = 'Consent' AND compartment = ? AND deleted = ?",
+        (patient, False))
+    decision = governing([(orjson.loads(bytes(r[0])), r[1]) for r in rows], patient)
+    await conn.execute("DELETE FROM consent_state WHERE patient = ?", (patient,))
+    if decision is not None:
+        marks = ", ".join("?" * len(_UPSERT_COLS))
+        await conn.execute(f"INSERT INTO consent_state ({', '.join(_UPSERT_COLS)}) VALUES ({marks})", decision.row())
+
+
+async def consent_hook(conn: Connection, stored: Any, _resource: dict[str, Any] | None) -> None:
+    """Store write hook: a Consent written (or deleted) refreshes its subject's decision."""
+    if stored.type == "Consent" and stored.compartment:
+        await refresh_subject(conn, stored.compartment)
+
+
+async def decisions(db: Any, patients: set[str]) -> dict[str, Decision]:
+    """The stored decisions of these subjects (absent: no consent at all)."""
+    out: dict[str, Decision] = {}
+    ids = sorted(patients)
+    for i in range(0, len(ids), 500):
+        chunk = ids[i:i + 500]
+        rows = await db.fetchall(
+            f"SELECT {', '.join(_UPSERT_COLS)} FROM consent_state WHERE patient IN ({', '.join('?' * len(chunk))})",
+            chunk)
+        out.update((r[0], Decision.from_row(r)) for r in rows)
+    return out
+
+
+def sharing_clause(required: frozenset[str], now_us: int, column: str = "compartment") -> tuple[str, list[Any]]:
+    """SQL (with `?` placeholders) keeping rows whose `column` names a subject whose consent in force
+    permits every kind in `required` at `now_us` — the query-side twin of `Decision.permits_all`."""
+    conds = [f"{COLUMNS[PERMISSIONS.index(kind)]} = ?" for kind in sorted(required)]
+    params: list[Any] = [True] * len(conds)
+    conds.append("source_status NOT IN ('EXPIRED', 'SUPERSEDED')")
+    conds.append("(expires_us IS NULL OR expires_us > ?)")
+    params.append(now_us)
+    conds.append("(withdrawal_scope IS NULL OR withdrawal_scope = 'NO_CONTACT' OR "
+                 "(withdrawn_us IS NOT NULL AND withdrawn_us > ?))")
+    params.append(now_us)
+    return f"{column} IN (SELECT patient FROM consent_state WHERE {' AND '.join(conds)})", params

@@ -1,0 +1,153 @@
+"""Consent and pseudonymisation on every path a collaborator can take (both engines).
+
+The expected visible subjects are written by hand from the rules of issue 8 and the
+"consent in force" contract (INTERFACES.md)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+import orjson
+import pytest
+
+from gateway.access.principal import Principal
+from gateway.access.scopes import Scopes
+from gateway.app import create_app
+from tests.access.corpus import ALL, MRN, SUBJECTS, consent, resources
+from tests.conftest import make_settings
+
+EXTERNAL_VISIBLE = {"S01", "S02", "S06", "S11", "S12"}
+COMMERCIAL_VISIBLE = {"S01", "S06"}
+GENETIC_SHOWN = {"S01", "S06", "S11"}
+
+
+def principal(audience: str, *, commercial: bool = False, scopes: str = "system/*.rs") -> Principal:
+    return Principal(f"{audience}-client", audience, Scopes.parse(scopes), commercial=commercial)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+async def biobank(database_url: str, tmp_path: Path) -> AsyncIterator[tuple[httpx.AsyncClient, dict]]:
+    """A loaded corpus and a client whose principal the test chooses through `who["p"]`."""
+    app = create_app(make_settings(database_url, tmp_path))
+    who: dict = {"p": principal("internal", scopes="system/*.cruds")}
+
+    async def authenticate(_request: object) -> Principal:
+        return who["p"]
+
+    async with app.router.lifespan_context(app):
+        app.state.services.authenticate = authenticate
+        await app.state.services.store.put_many(resources())
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+            yield client, who
+
+
+async def visible_by_read(client: httpx.AsyncClient) -> set[str]:
+    seen = set()
+    for pid in SUBJECTS:
+        r = await client.get(f"/fhir/Specimen/SP{pid}")
+        assert r.status_code in (200, 404), r.text
+        if r.status_code == 200:
+            seen.add(pid)
+    return seen
+
+
+@pytest.mark.parametrize("who,expected", [
+    (principal("internal"), set(SUBJECTS)),
+    (principal("external"), EXTERNAL_VISIBLE),
+    (principal("external", commercial=True), COMMERCIAL_VISIBLE),
+])
+async def test_read_shows_only_consented_subjects(biobank, who: Principal, expected: set[str]) -> None:
+    client, current = biobank
+    current["p"] = who
+    assert await visible_by_read(client) == expected
+    patients = {pid for pid in SUBJECTS if (await client.get(f"/fhir/Patient/{pid}")).status_code == 200}
+    assert patients == expected
+
+
+@pytest.mark.parametrize("who,expected", [
+    (principal("internal"), set(SUBJECTS)),
+    (principal("external"), EXTERNAL_VISIBLE),
+])
+async def test_history_and_batch_follow_the_same_rules(biobank, who: Principal, expected: set[str]) -> None:
+    client, current = biobank
+    current["p"] = who
+    history = (await client.get("/fhir/Specimen/_history?_count=100")).json()
+    assert {e["resource"]["subject"]["reference"][8:] for e in history["entry"]} == expected
+    system = (await client.get("/fhir/_history?_count=500")).json()
+    assert {e["resource"]["subject"]["reference"][8:] for e in system["entry"]
+            if e["resource"]["resourceType"] == "Specimen"} == expected
+    batch = {"resourceType": "Bundle", "type": "batch",
+             "entry": [{"request": {"method": "GET", "url": f"Specimen/SP{pid}"}} for pid in SUBJECTS]}
+    answer = (await client.post("/fhir", json=batch, headers={"Content-Type": "application/fhir+json"})).json()
+    shown = {e["resource"]["subject"]["reference"][8:] for e in answer["entry"] if "resource" in e}
+    assert shown == expected
+
+
+async def test_external_copies_are_pseudonymised(biobank) -> None:
+    client, current = biobank
+    current["p"] = principal("external")
+    spec = (await client.get("/fhir/Specimen/SPS02")).json()
+    assert "text" not in spec and "note" not in spec
+    urls = {e["url"] for e in spec.get("extension", [])}
+    assert not any("storage-location" in u or "genotyping" in u for u in urls)
+    codes = {s["code"] for s in spec["meta"]["security"]}
+    assert codes == {"PSEUDED", "REDACTED"}
+    genetic = (await client.get("/fhir/Specimen/SPS11")).json()
+    assert any("genotyping" in e["url"] for e in genetic["extension"])
+    pat = (await client.get("/fhir/Patient/S01")).json()
+    assert [i["system"] for i in pat["identifier"]] == ["https://biobank.massgeneral.org/fhir/sid/subject"]
+    assert pat["birthDate"] == "1961"
+    cohort = (await client.get("/fhir/Group/cohort")).json()
+    assert {m["entity"]["reference"][8:] for m in cohort["member"]} == EXTERNAL_VISIBLE
+    assert cohort["quantity"] == len(EXTERNAL_VISIBLE)
+
+
+async def test_internal_sees_mrn_and_storage(biobank) -> None:
+    client, _ = biobank
+    pat = (await client.get("/fhir/Patient/S05")).json()
+    assert MRN in {i["system"] for i in pat["identifier"]}
+    spec = (await client.get("/fhir/Specimen/SPS05")).json()
+    assert any("storage-location" in e["url"] for e in spec["extension"])
+
+
+async def test_privacy_scan_of_everything_external_reaches(biobank) -> None:
+    client, current = biobank
+    current["p"] = principal("external")
+    bodies = [(await client.get("/fhir/_history?_count=1000")).content]
+    for pid in SUBJECTS:
+        for path in (f"/fhir/Patient/{pid}", f"/fhir/Specimen/SP{pid}", f"/fhir/Patient/{pid}/_history"):
+            bodies.append((await client.get(path)).content)
+    blob = b"\n".join(bodies)
+    assert MRN.encode() not in blob
+    assert b"MGH-" not in blob
+    assert b"F1/R2/B3/A4" not in blob
+    assert b"storage-location" not in blob
+
+
+async def test_withdrawal_written_takes_effect_on_next_request(biobank) -> None:
+    client, current = biobank
+    current["p"] = principal("external")
+    assert (await client.get("/fhir/Specimen/SPS01")).status_code == 200
+    current["p"] = principal("internal", scopes="system/*.cruds")
+    withdrawn = consent("C01w", "S01", "WITHDRAWN", ALL, signed="2025-01-01",
+                        withdrawal=("NO_FURTHER_USE", "2025-01-02"))
+    r = await client.put("/fhir/Consent/C01w", content=orjson.dumps(withdrawn),
+                         headers={"Content-Type": "application/fhir+json"})
+    assert r.status_code == 201, r.text
+    current["p"] = principal("external")
+    assert (await client.get("/fhir/Specimen/SPS01")).status_code == 404
+    current["p"] = principal("internal", scopes="system/*.cruds")
+    assert (await client.delete("/fhir/Consent/C01w")).status_code == 204
+    current["p"] = principal("external")
+    assert (await client.get("/fhir/Specimen/SPS01")).status_code == 200
+
+
+async def test_collaborators_never_write(biobank) -> None:
+    client, current = biobank
+    current["p"] = principal("external", scopes="system/*.cruds")
+    r = await client.put("/fhir/Patient/S01", json={"resourceType": "Patient", "id": "S01"},
+                         headers={"Content-Type": "application/fhir+json"})
+    assert r.status_code == 403
