@@ -24,14 +24,31 @@ from pathlib import Path
 from typing import Any
 
 Element = dict[str, Any]
-MERGED_KEYS = ("short", "definition", "comment", "min", "max", "type", "binding", "slicing", "sliceName",
-               "mustSupport", "fixedUri", "fixedCode", "fixedBoolean", "patternCoding", "patternQuantity",
-               "patternCodeableConcept")
+MERGED_KEYS = (
+    "short",
+    "definition",
+    "comment",
+    "min",
+    "max",
+    "type",
+    "binding",
+    "slicing",
+    "sliceName",
+    "mustSupport",
+    "fixedUri",
+    "fixedCode",
+    "fixedBoolean",
+    "patternCoding",
+    "patternQuantity",
+    "patternCodeableConcept",
+)
 
 
 def _load_bundle(path: Path) -> dict[str, dict[str, Any]]:
     entries = json.loads(path.read_text(encoding="utf-8"))["entry"]
-    return {e["resource"]["id"]: e["resource"] for e in entries if e["resource"]["resourceType"] == "StructureDefinition"}
+    return {
+        e["resource"]["id"]: e["resource"] for e in entries if e["resource"]["resourceType"] == "StructureDefinition"
+    }
 
 
 def _r4_fields(type_name: str) -> set[str] | None:
@@ -50,15 +67,22 @@ def _unsliced(element_id: str) -> str:
 
 class SnapshotBuilder:
     def __init__(self, r4_dir: Path) -> None:
-        self.definitions = {**_load_bundle(r4_dir / "profiles-types.json"), **_load_bundle(r4_dir / "profiles-resources.json")}
+        self.definitions = {
+            **_load_bundle(r4_dir / "profiles-types.json"),
+            **_load_bundle(r4_dir / "profiles-resources.json"),
+        }
 
     def base_elements(self, type_name: str) -> list[Element]:
         fields = _r4_fields(type_name)
         out = []
         for el in self.definitions[type_name]["snapshot"]["element"]:
             parts = el["path"].split(".")
-            if fields is not None and len(parts) > 1 and parts[1].replace("[x]", "") not in fields \
-                    and not any(f.startswith(parts[1].replace("[x]", "")) for f in fields):
+            if (
+                fields is not None
+                and len(parts) > 1
+                and parts[1].replace("[x]", "") not in fields
+                and not any(f.startswith(parts[1].replace("[x]", "")) for f in fields)
+            ):
                 continue
             out.append({k: copy.deepcopy(v) for k, v in el.items() if k != "mapping"})
         return out
@@ -79,7 +103,7 @@ class SnapshotBuilder:
 
     def build(self, sd: dict[str, Any]) -> list[Element]:
         elements = self.base_elements(sd["type"])
-        base = {el["path"]: el for el in elements}
+        base = {el["path"]: copy.deepcopy(el) for el in elements}  # pristine: diffs must not leak into templates
         by_id = {el["id"]: el for el in elements}
         for diff in sd["differential"]["element"]:
             target = by_id.get(diff["id"])
@@ -88,10 +112,21 @@ class SnapshotBuilder:
                 target = {k: copy.deepcopy(v) for k, v in template.items() if k != "mapping"}
                 target.pop("slicing", None)
                 target["id"], target["path"] = diff["id"], diff["path"]
-                target.setdefault("base", {"path": template["path"], "min": template.get("min", 0), "max": template.get("max", "*")})
-                parent_id = diff["id"].rsplit(".", 1)[0] if ":" not in diff["id"].rsplit(".", 1)[-1] else diff["id"].rsplit(":", 1)[0]
-                position = max(i for i, el in enumerate(elements)
-                               if el["id"] == parent_id or el["id"].startswith(parent_id + ".") or el["id"].startswith(parent_id + ":"))
+                target.setdefault(
+                    "base", {"path": template["path"], "min": template.get("min", 0), "max": template.get("max", "*")}
+                )
+                parent_id = (
+                    diff["id"].rsplit(".", 1)[0]
+                    if ":" not in diff["id"].rsplit(".", 1)[-1]
+                    else diff["id"].rsplit(":", 1)[0]
+                )
+                position = max(
+                    i
+                    for i, el in enumerate(elements)
+                    if el["id"] == parent_id
+                    or el["id"].startswith(parent_id + ".")
+                    or el["id"].startswith(parent_id + ":")
+                )
                 elements.insert(position + 1, target)
                 by_id[target["id"]] = target
             for key in MERGED_KEYS:

@@ -15,6 +15,7 @@ import pytest
 from gateway.access.principal import Principal
 from gateway.access.scopes import Scopes
 from gateway.app import create_app
+from gateway.served import CONFORMANCE_TYPES
 from tests.access.corpus import ALL, MRN, SUBJECTS, consent, resources
 from tests.conftest import make_settings
 
@@ -114,9 +115,15 @@ async def test_internal_sees_mrn_and_storage(biobank) -> None:
 
 
 async def test_privacy_scan_of_everything_external_reaches(biobank) -> None:
+    """Every subject-data resource an external principal can reach. The published profiles
+    (StructureDefinition BiobankPatient) name the MRN identifier *system* to define the
+    internal-only slice; they carry no MRN value and are left out of this scan."""
     client, current = biobank
     current["p"] = principal("external")
-    bodies = [(await client.get("/fhir/_history?_count=1000")).content]
+    history = (await client.get("/fhir/_history?_count=1000")).json()
+    data = [e for e in history["entry"] if e.get("resource", {}).get("resourceType") not in CONFORMANCE_TYPES]
+    assert len(data) > 10
+    bodies = [orjson.dumps(data)]
     for pid in SUBJECTS:
         for path in (f"/fhir/Patient/{pid}", f"/fhir/Specimen/SP{pid}", f"/fhir/Patient/{pid}/_history"):
             bodies.append((await client.get(path)).content)
