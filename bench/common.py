@@ -1,0 +1,146 @@
+"""Shared pieces of the benchmarks: servers on free ports, wrk runs, realistic specimens.
+
+Benchmarks are run by hand (`python bench/<name>.py`), never by `make test`. Each one
+prints its figures beside a baseline measured in the same run on the same machine.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+VENV_BIN = Path(sys.executable).parent
+B = "https://biobank.massgeneral.org/fhir"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_http(url: str, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            httpx.get(url, timeout=1.0)
+            return
+        except httpx.TransportError:
+            time.sleep(0.2)
+    raise RuntimeError(f"{url} did not answer within {timeout} s")
+
+
+@contextmanager
+def server(target: str, env: dict[str, str], health: str = "/healthz", factory: bool = False) -> Iterator[str]:
+    """`uvicorn target` (one worker) on a free port; yields the base URL."""
+    port = free_port()
+    args = [str(VENV_BIN / "python"), "-m", "uvicorn", target, "--host", "127.0.0.1", "--port", str(port),
+            "--log-level", "warning", "--no-access-log"]
+    if factory:
+        args.append("--factory")
+    proc = subprocess.Popen(args, env={**os.environ, **env}, cwd=ROOT)
+    try:
+        wait_http(f"http://127.0.0.1:{port}{health}")
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def cli(env: dict[str, str], *args: str) -> str:
+    out = subprocess.run([str(VENV_BIN / "biobank-gateway"), *args], env={**os.environ, **env}, cwd=ROOT,
+                         check=True, capture_output=True, text=True)
+    return out.stdout.strip()
+
+
+_WRK_LUA = """
+math.randomseed(12345)
+local n = {n}
+local prefix = "{prefix}"
+local auth = "{auth}"
+request = function()
+  local headers = {{}}
+  if auth ~= "" then headers["Authorization"] = auth end
+  return wrk.format("GET", prefix .. math.random(0, n - 1), headers)
+end
+"""
+
+
+def wrk(url_prefix: str, n: int, auth: str = "", seconds: int = 10, connections: int = 16) -> dict[str, float]:
+    """req/s and latency percentiles (ms) of random GETs of `url_prefix<0..n-1>` at `connections`."""
+    if shutil.which("wrk") is None:
+        raise SystemExit("wrk is needed for this benchmark: apt-get install wrk")
+    base, _, path = url_prefix.partition("//")[2].partition("/")
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
+        script.write(_WRK_LUA.format(n=n, prefix="/" + path, auth=auth))
+    out = subprocess.run(["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", script.name,
+                          f"http://{base}"], check=True, capture_output=True, text=True).stdout
+    os.unlink(script.name)
+    figures = {"rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))}  # type: ignore[union-attr]
+    for pct in ("50", "99"):
+        m = re.search(rf"\s{pct}%\s+([\d.]+)(us|ms|s)", out)
+        value, unit = float(m.group(1)), m.group(2)  # type: ignore[union-attr]
+        figures[f"p{pct}"] = value / 1000 if unit == "us" else value * 1000 if unit == "s" else value
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    figures["non2xx"] = float(errors.group(1)) if errors else 0.0
+    return figures
+
+
+def specimen(n: int, subjects: int) -> dict[str, Any]:
+    """A realistic ~1 kB BiobankSpecimen (aliquot of a whole-blood draw)."""
+    subject = f"S{n % subjects:07d}"
+    return {
+        "resourceType": "Specimen", "id": f"bench-{n}",
+        "meta": {"profile": [f"{B}/StructureDefinition/BiobankSpecimen"]},
+        "extension": [
+            {"url": f"{B}/StructureDefinition/source-status",
+             "valueCoding": {"system": f"{B}/CodeSystem/specimen-status", "code": "AVAILABLE"}},
+            {"url": f"{B}/StructureDefinition/genotyping", "extension": [{"url": "genotyped", "valueBoolean": n % 5 == 0}]},
+        ],
+        "identifier": [{"system": f"{B}/sid/specimen", "value": f"BB-{n:07d}-02"},
+                       {"system": f"{B}/sid/container", "value": f"CT{n:09d}"}],
+        "status": "available",
+        "type": {"coding": [{"system": "http://snomed.info/sct", "code": "119361006", "display": "Plasma specimen"},
+                            {"system": "http://terminology.hl7.org/CodeSystem/v2-0487", "code": "PLAS",
+                             "display": "Plasma"}]},
+        "subject": {"reference": f"Patient/{subject}"},
+        "receivedTime": "2021-03-05T15:02:00-05:00",
+        "collection": {"collectedDateTime": f"20{10 + n % 14:02d}-03-05T14:20:00-05:00",
+                       "method": {"coding": [{"system": "http://snomed.info/sct", "code": "28520004",
+                                              "display": "Venipuncture"}]},
+                       "bodySite": {"text": "left arm"}},
+        "processing": [{"extension": [{
+            "url": "https://fhir.bbmri-eric.eu/fhir/StructureDefinition/miabis-sample-storage-temperature-extension",
+            "valueCodeableConcept": {"coding": [{"system": "https://fhir.bbmri-eric.eu/fhir/CodeSystem/"
+                                                           "miabis-storage-temperature-cs", "code": "-60to-85"}]}}]}],
+        "container": [{"type": {"text": "2D barcoded cryovial 1.0 mL"},
+                       "specimenQuantity": {"value": 0.5, "unit": "mL", "system": "http://unitsofmeasure.org",
+                                            "code": "mL"}}],
+    }
+
+
+def print_table(title: str, rows: list[tuple[str, dict[str, float]]], baseline: str) -> None:
+    base = dict(rows)[baseline]["rps"]
+    print(f"\n{title}")
+    print(f"{'server':<44} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'x ' + baseline[:18]:>22}")
+    for name, f in rows:
+        print(f"{name:<44} {f['rps']:>9.0f} {f['p50']:>8.2f} {f['p99']:>8.2f} {f['rps'] / base:>22.2f}"
+              + (f"  ({f['non2xx']:.0f} non-2xx!)" if f.get("non2xx") else ""))
+
+
+def dump(path: Path, data: Any) -> None:
+    path.write_text(json.dumps(data, indent=2))

@@ -1,0 +1,101 @@
+"""Read-by-id throughput and latency (issue 3, "Speed").
+
+100k stored Specimens, one uvicorn worker, wrk at concurrency 16, a valid SMART token and
+the access layer on — side by side, in the same run, with (a) a FastAPI route returning the
+same bytes from a dict (the framework's ceiling) and (b) a bare ASGI app doing the same.
+Target: the gateway at >= 0.5 of (a) on SQLite and on PostgreSQL.
+
+    .venv/bin/python bench/read.py [--specimens 100000] [--seconds 10] [--engines sqlite,postgresql]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from pathlib import Path
+
+import asyncpg
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.common import ROOT, cli, print_table, server, specimen, wrk  # noqa: E402
+from gateway.runtime import open_store  # noqa: E402
+from gateway.settings import Settings  # noqa: E402
+
+DATA = ROOT / "bench" / ".data"
+PG_SERVER = "postgresql://postgres@127.0.0.1:5432"
+
+
+async def fill(url: str, n: int) -> None:
+    """Store n specimens unless they are there already (the fixture is reused across runs)."""
+    store = await open_store(Settings(database_url=url))
+    try:
+        row = await store.db.fetchone("SELECT COUNT(*) FROM resources WHERE type = 'Specimen'")
+        if row and row[0] >= n:
+            return
+        for start in range(0, n, 5000):
+            await store.put_many([specimen(i, n // 5) for i in range(start, min(n, start + 5000))])
+            print(f"  stored {min(n, start + 5000)} specimens", end="\r", flush=True)
+        print()
+    finally:
+        await store.close()
+
+
+async def pg_database(name: str) -> str:
+    conn = await asyncpg.connect(f"{PG_SERVER}/postgres")
+    try:
+        if not await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name):
+            await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+    return f"{PG_SERVER}/{name}"
+
+
+def token_for(env: dict[str, str]) -> str:
+    client = json.loads(cli(env, "clients", "add", "--name", "bench", "--kind", "confidential",
+                            "--audience", "internal", "--scopes", "user/*.rs",
+                            "--redirect-uri", "http://127.0.0.1/cb"))
+    return cli(env, "token", "--client", client["client_id"], "--scopes", "user/Specimen.rs", "--lifetime", "3600")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--specimens", type=int, default=100_000)
+    parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--engines", default="sqlite,postgresql")
+    args = parser.parse_args()
+    DATA.mkdir(parents=True, exist_ok=True)
+    sqlite_file = DATA / f"read-{args.specimens}.db"
+    urls = {"sqlite": f"sqlite:///{sqlite_file}"}
+    if "postgresql" in args.engines:
+        urls["postgresql"] = asyncio.run(pg_database(f"bench_read_{args.specimens}"))
+    for engine, url in urls.items():
+        print(f"preparing {engine} ...")
+        asyncio.run(fill(url, args.specimens))
+
+    rows = []
+    env_base = {"BENCH_DB": str(sqlite_file)}
+    with server("bench.baselines:raw_app", env_base, factory=True) as base:
+        rows.append(("(b) bare ASGI, bytes from a dict", wrk(f"{base}/fhir/Specimen/bench-", args.specimens,
+                                                             seconds=args.seconds)))
+    with server("bench.baselines:fastapi_app", env_base, factory=True) as base:
+        rows.append(("(a) FastAPI, bytes from a dict", wrk(f"{base}/fhir/Specimen/bench-", args.specimens,
+                                                           seconds=args.seconds)))
+    for engine, url in urls.items():
+        env = {"GATEWAY_DATABASE_URL": url, "GATEWAY_DATA_DIR": str(DATA / f"gw-{engine}"),
+               "GATEWAY_BASE_URL": "http://127.0.0.1/fhir"}
+        token = token_for(env)
+        with server("gateway.asgi:app", env) as base:
+            rows.append((f"gateway read, {engine}, token + access layer",
+                         wrk(f"{base}/fhir/Specimen/bench-", args.specimens, f"Bearer {token}", args.seconds)))
+    print_table(f"read by id, {args.specimens} specimens, 1 worker, wrk c=16, {args.seconds}s",
+                rows, "(a) FastAPI, bytes from a dict")
+    bare = dict(rows)["(b) bare ASGI, bytes from a dict"]["rps"]
+    for name, figures in rows[2:]:
+        print(f"{name}: {figures['rps'] / bare:.2f} of the bare ASGI app")
+
+
+if __name__ == "__main__":
+    main()
