@@ -33,6 +33,8 @@ INTERACTION_ACTIONS = {
     "create": "c", "update": "u", "delete": "d", "validate": READ, "export": READ,
 }
 EXTERNAL_NEEDS = frozenset({"research", "external-sharing"})
+INTERNAL_ONLY = frozenset({"AuditEvent"})
+"""Types no external principal reads, whatever its scopes: the audit trail names other clients."""
 
 
 def required_permissions(principal: Principal, kind: str = "specimen") -> frozenset[str]:
@@ -104,7 +106,8 @@ class Gate:
             raise FhirError.of(403, "forbidden", "external principals may not write to the biobank")
 
     def restrict(self, principal: Principal, action: str = SEARCH) -> Restriction:
-        readable = frozenset(t for t in self.types if principal.scopes.allows(t, action))
+        readable = frozenset(t for t in self.types if principal.scopes.allows(t, action)
+                             and (principal.internal or t not in INTERNAL_ONLY))
         confined = frozenset(t for t in readable if principal.scopes.patient_only(t, action))
         compartments = frozenset([principal.patient]) if principal.patient else frozenset()
         needs = frozenset() if principal.internal else required_permissions(principal)
@@ -114,6 +117,8 @@ class Gate:
         """Scope and compartment: may this principal see resources like `stored` at all?"""
         scopes = principal.scopes
         if not (scopes.allows(stored.type, READ) or scopes.allows(stored.type, SEARCH)):
+            return False
+        if stored.type in INTERNAL_ONLY and not principal.internal:
             return False
         if scopes.patient_only(stored.type, READ) or scopes.patient_only(stored.type, SEARCH):
             return principal.patient is not None and stored.compartment == principal.patient
