@@ -31,4 +31,6 @@ class Settings(BaseSettings):
     ehr_timeout: float = 10.0
     trusted_issuers: str = Field("[]", description="JSON list of {iss, jwks_uri, audience?}")
     rate_limit: float = Field(0.0, description="requests/s per client (burst 2x); 0 = off")
+    feasibility_threshold: int = Field(11, description="$biobank-availability cells below this are shown as <N")
     token_lifetime: int = Field(3600, description="seconds an access token of the built-in server lives")
+    log_level: str = Field("info", description="debug | info | warning | error: JSON log lines on stdout")

@@ -198,7 +198,7 @@ class Store:
         """`hooks` run inside every write transaction; by default the search indexer, so every
         write (REST, Bundles, bulk loads) keeps the search index current."""
         self.db = db
-        self.hooks: list[WriteHook] = [indexer()] if hooks is None else hooks
+        self.hooks: list[WriteHook] = [indexer(dialect=db.dialect)] if hooks is None else hooks
 
     @classmethod
     async def open(cls, url: str) -> Store:
@@ -232,6 +232,14 @@ class Store:
             (type_, id_, version),
         )
         return _row(row, row[7]) if row else None
+
+    async def select(self, type_: str, condition: str, params: Sequence[Any] = ()) -> list[StoredResource]:
+        """Current, not deleted resources of `type_` matching an SQL `condition` on the `resources`
+        columns (`?` placeholders) — for operations that query derived tables such as `consent_state`."""
+        rows = await self.db.fetchall(
+            f"SELECT {_COLS} FROM resources WHERE type = ? AND deleted = ? AND ({condition}) ORDER BY id",
+            (type_, False, *params))
+        return [_row(r) for r in rows]
 
     async def existing_ids(self, type_: str, ids: Sequence[str]) -> set[str]:
         found: set[str] = set()

@@ -41,7 +41,11 @@ def patient(pid: str, mrn: str) -> dict[str, Any]:
             "identifier": [{"system": f"{B}/sid/subject", "value": pid}, {"system": MRN, "value": mrn}]}
 
 
-def specimen(sid: str, pid: str, genotyped: bool) -> dict[str, Any]:
+PLASMA = {"system": "http://snomed.info/sct", "code": "119361006"}
+DNA = {"system": "http://snomed.info/sct", "code": "258566005"}
+
+
+def specimen(sid: str, pid: str, genotyped: bool, kind: dict[str, str]) -> dict[str, Any]:
     ext: list[dict[str, Any]] = [{"url": f"{B}/StructureDefinition/storage-location", "valueString": "F1/R2/B3/A4"}]
     if genotyped:
         ext.append({"url": f"{B}/StructureDefinition/genotyping", "extension": [
@@ -49,7 +53,7 @@ def specimen(sid: str, pid: str, genotyped: bool) -> dict[str, Any]:
             {"url": "platform", "valueCoding": {"system": f"{B}/CodeSystem/genotyping-platform", "code": "MEGA"}}]})
     return {"resourceType": "Specimen", "id": sid, "extension": ext, "status": "available",
             "identifier": [{"system": f"{B}/sid/specimen", "value": f"BB-{sid}"}],
-            "subject": {"reference": f"Patient/{pid}"}, "note": [{"text": "drawn by nurse J. Smith"}],
+            "type": {"coding": [kind]}, "subject": {"reference": f"Patient/{pid}"}, "note": [{"text": "drawn by nurse J. Smith"}],
             "text": {"status": "generated", "div": "<div xmlns=\"http://www.w3.org/1999/xhtml\">MGH-1234567</div>"}}
 
 
@@ -76,7 +80,7 @@ def resources() -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     for n, (pid, consents) in enumerate(SUBJECTS.items()):
         out.append(patient(pid, f"MGH-{7000000 + n}"))
-        out.append(specimen(f"SP{pid}", pid, genotyped=True))
+        out.append(specimen(f"SP{pid}", pid, genotyped=True, kind=PLASMA if n < 6 else DNA))
         out.extend(consents)
     out.append({"resourceType": "ResearchStudy", "id": "TRC-2024-017", "status": "active"})
     out.append({"resourceType": "Group", "id": "cohort", "type": "person", "actual": True, "quantity": 12,
