@@ -115,7 +115,8 @@ async def count(db: Any, question: Question, restriction: Restriction, now_us: i
         if dim in _TOKEN_DIMENSIONS:
             param, system = _TOKEN_DIMENSIONS[dim]
             sql = "SELECT id, code FROM search_token WHERE type = 'Specimen' AND param = ?"
-            found = await db.fetchall(sql + (" AND system = ?" if system else ""), [param, *([system] if system else [])])
+            args = [param, system] if system else [param]
+            found = await db.fetchall(sql + (" AND system = ?" if system else ""), args)
             values[dim] = dict(found)
     counts: Counter[tuple[str, ...]] = Counter()
     for specimen_id, compartment in rows:

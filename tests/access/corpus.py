@@ -53,7 +53,8 @@ def specimen(sid: str, pid: str, genotyped: bool, kind: dict[str, str]) -> dict[
             {"url": "platform", "valueCoding": {"system": f"{B}/CodeSystem/genotyping-platform", "code": "MEGA"}}]})
     return {"resourceType": "Specimen", "id": sid, "extension": ext, "status": "available",
             "identifier": [{"system": f"{B}/sid/specimen", "value": f"BB-{sid}"}],
-            "type": {"coding": [kind]}, "subject": {"reference": f"Patient/{pid}"}, "note": [{"text": "drawn by nurse J. Smith"}],
+            "type": {"coding": [kind]}, "subject": {"reference": f"Patient/{pid}"},
+            "note": [{"text": "drawn by nurse J. Smith"}],
             "text": {"status": "generated", "div": "<div xmlns=\"http://www.w3.org/1999/xhtml\">MGH-1234567</div>"}}
 
 
