@@ -17,10 +17,12 @@ import typer
 import uvicorn
 
 from gateway import cli_auth
+from gateway.conformance.cli import app as conformance_app
 from gateway.settings import Settings
 
 cli = typer.Typer(help="Biobank FHIR Gateway", no_args_is_help=True, add_completion=False)
 cli_auth.register(cli)
+cli.add_typer(conformance_app, name="conformance")
 
 DEMO_SUBJECTS = 2000
 DEMO_SEED = 42
