@@ -28,7 +28,10 @@ class Settings(BaseSettings):
     ehr_base_url: str | None = None
     ehr_client_id: str | None = None
     ehr_private_key: Path | None = None
-    ehr_timeout: float = 10.0
+    ehr_timeout: float = Field(10.0, description="seconds per upstream EHR request, retries included")
+    ehr_breaker_failures: int = Field(5, description="consecutive upstream failures that open the breaker")
+    ehr_breaker_reset: float = Field(30.0, description="seconds before an open breaker lets a probe through")
+    ehr_cache_ttl: float = Field(60.0, description="seconds an upstream answer is served from cache")
     trusted_issuers: str = Field("[]", description="JSON list of {iss, jwks_uri, audience?}")
     rate_limit: float = Field(0.0, description="requests/s per client (burst 2x); 0 = off")
     feasibility_threshold: int = Field(11, description="$biobank-availability cells below this are shown as <N")

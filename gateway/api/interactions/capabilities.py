@@ -19,7 +19,7 @@ from gateway.api.context import Services, services_of
 from gateway.api.responses import fhir_response
 from gateway.fhir.capability import TypeCapability, capability_statement
 from gateway.fhir.negotiation import negotiate
-from gateway.served import CONFORMANCE_TYPES, STORED_TYPES
+from gateway.served import CONFORMANCE_TYPES, PROXIED_TYPES, STORED_TYPES
 
 router = APIRouter()
 
@@ -45,7 +45,18 @@ def _route_names(routes: list[BaseRoute]) -> set[str]:
     return names
 
 
-def build(services: Services, routes: list[BaseRoute]) -> dict:
+def _proxied(names: set[str]) -> list[TypeCapability]:
+    """The EHR types the proxy routes serve (read and search, passed upstream)."""
+    out = []
+    for type_ in PROXIED_TYPES:
+        cap = TypeCapability(type_)
+        routes = (("read", f"ehr-read-{type_}"), ("search-type", f"ehr-search-{type_}"))
+        cap.interactions = {code for code, route in routes if route in names}
+        out.append(cap)
+    return out
+
+
+def build(services: Services, routes: list[BaseRoute], ehr_enabled: bool = False) -> dict:
     names = _route_names(routes)
     types = []
     for type_ in sorted(STORED_TYPES):
@@ -61,6 +72,8 @@ def build(services: Services, routes: list[BaseRoute]) -> dict:
         cap.supported_profiles = services.profiles_for(type_)
         cap.operations = [op.entry() for op in services.operations if type_ in op.types]
         types.append(cap)
+    if ehr_enabled:
+        types.extend(_proxied(names))
     system = {code for route, codes in _SYSTEM.items() if route in names for code in codes}
     system_ops = [op.entry() for op in services.operations if not op.types]
     return capability_statement(
@@ -72,4 +85,5 @@ def build(services: Services, routes: list[BaseRoute]) -> dict:
 @router.get("/fhir/metadata", name="capabilities")
 async def metadata(request: Request) -> Response:
     negotiate(request.query_params.get("_format"), request.headers.get("accept"))
-    return fhir_response(orjson.dumps(build(services_of(request), request.app.routes)))
+    ehr = getattr(request.app.state, "ehr", None) is not None
+    return fhir_response(orjson.dumps(build(services_of(request), request.app.routes, ehr)))
