@@ -53,7 +53,11 @@ class Column:
             return True
         for other, expected in (self.required_if or {}).items():
             cell = cells.get(other, "")
-            if (expected == "" and not cell) or (expected == "*" and cell) or (cell and cell.casefold() == expected.casefold()):
+            if expected == "":
+                wanted = not cell
+            else:
+                wanted = bool(cell) if expected == "*" else cell.casefold() == expected.casefold()
+            if wanted:
                 return True
         return False
 
@@ -68,6 +72,27 @@ class Reference:
 
 
 @dataclass(frozen=True, slots=True)
+class Inherit:
+    """An element a row takes from the record its `reference` column names, when it has none."""
+
+    reference: str
+    element: str
+
+    def get(self, resource: Mapping[str, Any]) -> Any:
+        node: Any = resource
+        for step in self.element.split("."):
+            node = node.get(step) if isinstance(node, Mapping) else None
+        return node
+
+    def set(self, resource: dict[str, Any], value: Any) -> None:
+        *path, last = self.element.split(".")
+        node = resource
+        for step in path:
+            node = node.setdefault(step, {})
+        node[last] = value
+
+
+@dataclass(frozen=True, slots=True)
 class Derived:
     build: Node
     update_requires: str | None
@@ -78,6 +103,7 @@ class Cohort:
     """How participants become the members of their study's Group (see participants.yaml)."""
 
     study: str
+    status: str
     member_statuses: frozenset[str]
     member: Node
     template: Node
@@ -89,11 +115,14 @@ class RecordMapping:
     def __init__(self, spec: Mapping[str, Any], conceptmaps: Mapping[str, ConceptMap], folder: Path) -> None:
         self.name: str = spec["record_set"]
         self.key: str = spec["key"]
+        self.resource_type: str = spec["resource"]["resourceType"]
         self.updated: str = spec["updated"]
         self.columns = {name: Column(name, **options) for name, options in spec["columns"].items()}
         self.carry_key: str | None = (spec.get("carry") or {}).get("key")
         self.carry_columns: tuple[str, ...] = tuple((spec.get("carry") or {}).get("columns", ()))
         self.references = tuple(Reference(**ref) for ref in spec.get("references", ()))
+        self.reference_sets = {r.column: r.record_set for r in self.references}
+        self.inherit = Inherit(**spec["inherit"]) if "inherit" in spec else None
         self.conceptmaps = conceptmaps
         for column in self.columns.values():
             if column.conceptmap and column.conceptmap not in conceptmaps:
@@ -104,13 +133,13 @@ class RecordMapping:
         self.derived = tuple(self._derived(entry, folder, compiler) for entry in spec.get("derived", ()))
         cohort = spec.get("cohort")
         self.cohort = Cohort(
-            cohort["study"], frozenset(cohort["member_statuses"]), compiler.compile(cohort["member"]),
+            cohort["study"], cohort["status"], frozenset(cohort["member_statuses"]), compiler.compile(cohort["member"]),
             self._compiler({"members", "quantity"}).compile(cohort["template"]),
         ) if cohort else None
 
     def _compiler(self, extra: set[str]) -> Compiler:
         maps = {c.name: c.conceptmap for c in self.columns.values() if c.conceptmap}
-        return Compiler(set(self.columns) | extra, maps, self.conceptmaps)
+        return Compiler(set(self.columns) | set(self.carry_columns) | extra, maps, self.conceptmaps)
 
     @staticmethod
     def _derived(entry: Mapping[str, Any], folder: Path, compiler: Compiler) -> Derived:
@@ -169,7 +198,10 @@ def load_mappings(folder: Path = MAPPINGS_DIR) -> Mappings:
     record_sets = {}
     for name in LOAD_ORDER:
         spec = yaml.safe_load((folder / f"{name}.yaml").read_text(encoding="utf-8"))
-        record_sets[name] = RecordMapping(spec, conceptmaps, folder)
+        try:
+            record_sets[name] = RecordMapping(spec, conceptmaps, folder)
+        except (TemplateError, KeyError, TypeError) as exc:
+            raise TemplateError(f"mappings/{name}.yaml: {exc}") from exc
     provenance_spec = yaml.safe_load((folder / "provenance.yaml").read_text(encoding="utf-8"))
     names = {"hash", "recorded", "rows", "record_sets", "targets"}
     provenance = Compiler(names, {}, conceptmaps).compile(provenance_spec["template"])

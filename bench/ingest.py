@@ -1,0 +1,124 @@
+"""Ingestion benchmark: a synthetic export of N subjects loaded into SQLite and PostgreSQL.
+
+    .venv/bin/python bench/ingest.py [--subjects 20000] [--seed 1] [--no-postgres] [--no-validate]
+
+Prints, per store: wall time of the whole load (both passes, mapping, profile validation,
+writes, Groups, Provenance), rows/s, and the loading process's peak RSS. Each load runs in
+its own process, so its peak memory is its own. Baseline measured in the same run: plain
+`csv.reader` over the same files (the floor any CSV ingestion pays).
+Target (issue #6): 20,000 subjects (~100k specimens) in <= 60 s on 2 cores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import csv
+import json
+import resource
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from gateway.ingest import load, write_demo_export  # noqa: E402
+from gateway.store import Store  # noqa: E402
+
+PG_SERVER = "postgresql://postgres@127.0.0.1:5432"
+
+
+def baseline(folder: Path) -> tuple[int, float]:
+    """Rows and seconds for csv.reader alone over the export."""
+    start, rows = time.perf_counter(), 0
+    for path in sorted(folder.glob("*.csv")):
+        with path.open(encoding="utf-8-sig", newline="") as handle:
+            rows += sum(1 for _ in csv.reader(handle)) - 1
+    return rows, time.perf_counter() - start
+
+
+async def child(url: str, folder: str, validate: bool) -> None:
+    """Runs in a subprocess: one load, then its figures as JSON on stdout."""
+    store = await Store.open(url)
+    start = time.perf_counter()
+    report = await load(store, folder, validator=None if validate else _NoValidator())
+    seconds = time.perf_counter() - start
+    await store.close()
+    rows = sum(c.read for c in report.record_sets.values())
+    print(json.dumps({"seconds": seconds, "rows": rows, "rejects": len(report.rejects), "reconciled": report.reconciled,
+                      "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+
+
+class _NoValidator:
+    def validate(self, resource: dict) -> list:
+        return []
+
+
+def run_child(url: str, folder: Path, validate: bool) -> dict:
+    flags = [] if validate else ["--no-validate"]
+    command = [sys.executable, __file__, "--child", url, str(folder), *flags]
+    out = subprocess.run(command, check=True, capture_output=True, text=True, cwd=ROOT)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def postgres_reachable() -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", 5432), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+async def pg_admin(sql: str) -> None:
+    import asyncpg
+
+    connection = await asyncpg.connect(f"{PG_SERVER}/postgres")
+    try:
+        await connection.execute(sql)
+    finally:
+        await connection.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--subjects", type=int, default=20_000)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--no-postgres", action="store_true")
+    parser.add_argument("--no-validate", action="store_true", help="skip profile validation (to see its share)")
+    parser.add_argument("--child", nargs=2, metavar=("URL", "FOLDER"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        asyncio.run(child(args.child[0], args.child[1], not args.no_validate))
+        return
+
+    with tempfile.TemporaryDirectory(prefix="bench-ingest-") as tmp:
+        folder = Path(tmp) / "export"
+        start = time.perf_counter()
+        info = write_demo_export(folder, args.subjects, args.seed)
+        print(f"demo-data: {args.subjects:,} subjects, rows {info['rows']} in {time.perf_counter() - start:.1f} s")
+        rows, seconds = baseline(folder)
+        print(f"baseline  csv.reader only          {rows:>9,} rows {seconds:7.2f} s {rows / seconds:>10,.0f} rows/s")
+        targets = [("sqlite", f"sqlite:///{Path(tmp) / 'store.db'}")]
+        database = f"bench_ingest_{int(time.time())}"
+        if not args.no_postgres and postgres_reachable():
+            asyncio.run(pg_admin(f'CREATE DATABASE "{database}"'))
+            targets.append(("postgresql", f"{PG_SERVER}/{database}"))
+        try:
+            for name, url in targets:
+                result = run_child(url, folder, not args.no_validate)
+                print(f"load      {name:<10} {'(no validation)' if args.no_validate else '':<15} "
+                      f"{result['rows']:>9,} rows {result['seconds']:7.2f} s "
+                      f"{result['rows'] / result['seconds']:>10,.0f} rows/s"
+                      f"  peak RSS {result['peak_rss_mb']:.0f} MB  rejects {result['rejects']}"
+                      f"  reconciled {result['reconciled']}")
+        finally:
+            if len(targets) > 1:
+                asyncio.run(pg_admin(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)'))
+
+
+if __name__ == "__main__":
+    main()
