@@ -129,10 +129,20 @@ async def refresh_subject(conn: Connection, patient: str) -> None:
         await conn.execute(f"INSERT INTO consent_state ({', '.join(_UPSERT_COLS)}) VALUES ({marks})", decision.row())
 
 
-async def consent_hook(conn: Connection, stored: Any, _resource: dict[str, Any] | None) -> None:
+class ConsentHook:
     """Store write hook: a Consent written (or deleted) refreshes its subject's decision."""
-    if stored.type == "Consent" and stored.compartment:
-        await refresh_subject(conn, stored.compartment)
+
+    async def __call__(self, conn: Connection, stored: Any, _resource: dict[str, Any] | None) -> None:
+        if stored.type == "Consent" and stored.compartment:
+            await refresh_subject(conn, stored.compartment)
+
+    async def many(self, conn: Connection, written: list[tuple[Any, dict[str, Any] | None]]) -> None:
+        """Batch form (bulk loads): each subject refreshed once per batch."""
+        for patient in sorted({s.compartment for s, _ in written if s.type == "Consent" and s.compartment}):
+            await refresh_subject(conn, patient)
+
+
+consent_hook = ConsentHook()
 
 
 async def decisions(db: Any, patients: set[str]) -> dict[str, Decision]:
@@ -160,3 +170,4 @@ def sharing_clause(required: frozenset[str], now_us: int, column: str = "compart
                  "(withdrawn_us IS NOT NULL AND withdrawn_us > ?))")
     params.append(now_us)
     return f"{column} IN (SELECT patient FROM consent_state WHERE {' AND '.join(conds)})", params
+

@@ -145,10 +145,11 @@ async def verify_jwt(token: str, source: KeySource, *, audience: str | Sequence[
                      require: Sequence[str] = ("exp", "iss", "aud")) -> dict[str, Any]:
     """The verified claims of `token`, or InvalidToken saying what is wrong."""
     header, _ = peek(token)
-    alg = header.get("alg")
-    if alg not in ALGORITHMS:
+    alg, kid = header.get("alg"), header.get("kid")
+    if not isinstance(alg, str) or alg not in ALGORITHMS:
         raise InvalidToken(f"algorithm {alg!r} is not accepted (allowed: {', '.join(ALGORITHMS)})")
-    kid = header.get("kid")
+    if kid is not None and not isinstance(kid, str):
+        raise InvalidToken("malformed token: kid must be a string")
     keys = [k for k in await source.keys(kid) if k.key_type == ALGORITHMS[alg]]
     if not keys:
         raise InvalidToken(f"no {ALGORITHMS[alg]} key with kid {kid!r} is known for this signer")

@@ -21,6 +21,7 @@ from gateway.fhir.compartment import patient_of
 from gateway.fhir.instant import now_us, to_instant
 from gateway.store.database import Connection, Database, IntegrityError, open_database
 from gateway.store.index import indexer
+from gateway.store.index import prepare as prepare_index
 from gateway.store.migrate import migrate
 
 _COLS = "type, id, version, ts, deleted, compartment, content"
@@ -85,16 +86,18 @@ def new_id() -> str:
 class Transaction:
     """The writes of one database transaction: a REST interaction, a Bundle, an ingest batch."""
 
-    def __init__(self, conn: Connection, hooks: Sequence[WriteHook]) -> None:
+    def __init__(self, conn: Connection, hooks: Sequence[WriteHook], dialect: str = "sqlite") -> None:
         self.conn = conn
         self._hooks = hooks
+        self.dialect = dialect
 
     async def current(self, type_: str, id_: str) -> StoredResource | None:
         row = await self.conn.fetchone(f"SELECT {_COLS} FROM resources WHERE type = ? AND id = ?", (type_, id_))
         return _row(row) if row else None
 
-    async def _write(self, prev: StoredResource | None, resource: dict[str, Any], deleted: bool,
-                     method: str) -> StoredResource:
+    def _prepare(self, prev: StoredResource | None, resource: dict[str, Any], deleted: bool,
+                 method: str) -> tuple[StoredResource, dict[str, Any] | None]:
+        """The next version of a resource (not yet written) and the JSON the hooks see."""
         type_, id_ = resource["resourceType"], resource["id"]
         version = (prev.version + 1) if prev else 1
         ts = max(now_us(), prev.ts + 1) if prev else now_us()
@@ -104,32 +107,46 @@ class Transaction:
         if deleted:
             body = {"resourceType": type_, "id": id_,
                     "meta": {"versionId": str(version), "lastUpdated": meta["lastUpdated"]}}
-        content = orjson.dumps(body)
         compartment = prev.compartment if deleted and prev else patient_of(body)
+        stored = StoredResource(type_, id_, version, ts, deleted, compartment, orjson.dumps(body), method)
+        return stored, None if deleted else body
+
+    async def _write(self, prev: StoredResource | None, resource: dict[str, Any], deleted: bool,
+                     method: str) -> StoredResource:
+        stored, body = self._prepare(prev, resource, deleted, method)
         if prev is None:
-            try:
-                await self.conn.execute(
-                    f"INSERT INTO resources ({_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    (type_, id_, version, ts, deleted, compartment, content),
-                )
-            except IntegrityError as exc:
-                raise VersionConflict(type_, id_, None, -1) from exc
+            await self._insert([stored])
         else:
             moved = await self.conn.execute(
                 "UPDATE resources SET version = ?, ts = ?, deleted = ?, compartment = ?, content = ? "
                 "WHERE type = ? AND id = ? AND version = ?",
-                (version, ts, deleted, compartment, content, type_, id_, prev.version),
+                (*_current_values(stored), prev.version),
             )
             if moved != 1:
-                raise VersionConflict(type_, id_, prev.version, None)
-        await self.conn.execute(
-            f"INSERT INTO resource_versions ({_COLS}, method) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            (type_, id_, version, ts, deleted, compartment, content, method),
-        )
-        stored = StoredResource(type_, id_, version, ts, deleted, compartment, content, method)
-        for hook in self._hooks:
-            await hook(self.conn, stored, None if deleted else body)
+                raise VersionConflict(stored.type, stored.id, prev.version, None)
+        await self._versions_and_hooks([(stored, body)])
         return stored
+
+    async def _insert(self, created: Sequence[StoredResource]) -> None:
+        try:
+            await self.conn.executemany(
+                f"INSERT INTO resources ({_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [(s.type, s.id, s.version, s.ts, s.deleted, s.compartment, s.content) for s in created])
+        except IntegrityError as exc:
+            first = created[0]
+            raise VersionConflict(first.type, first.id, None, -1) from exc
+
+    async def _versions_and_hooks(self, written: Sequence[tuple[StoredResource, dict[str, Any] | None]]) -> None:
+        await self.conn.executemany(
+            f"INSERT INTO resource_versions ({_COLS}, method) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            [(s.type, s.id, s.version, s.ts, s.deleted, s.compartment, s.content, s.method) for s, _ in written])
+        for hook in self._hooks:
+            many = getattr(hook, "many", None)
+            if many is not None:
+                await many(self.conn, written)
+            else:
+                for stored, body in written:
+                    await hook(self.conn, stored, body)
 
     async def create(self, resource: dict[str, Any], id_: str | None = None) -> StoredResource:
         """A new resource with a server-assigned id (any client id is replaced, as FHIR create says);
@@ -167,23 +184,61 @@ class Transaction:
         return PutResult("updated" if prev else "created", type_, id_, stored.version_id)
 
     async def put_many(self, resources: Iterable[dict[str, Any]]) -> list[PutResult]:
+        """`put` for a batch, with a handful of statements instead of several per resource.
+
+        The current rows are read first and locked (`FOR UPDATE` on PostgreSQL; SQLite holds the
+        write lock for the whole transaction), so the updates cannot lose a race; a concurrent
+        creator of the same id makes the insert fail and the batch raises VersionConflict.
+        A batch naming one id twice is written one resource at a time.
+        """
         items = list(resources)
-        prev: dict[tuple[str, str], StoredResource] = {}
+        keys = [(r["resourceType"], r["id"]) for r in items]
+        if len(set(keys)) != len(keys):
+            return [await self.put(r) for r in items]
+        prev = await self._current_many(keys)
+        results: list[PutResult] = []
+        created: list[StoredResource] = []
+        updated: list[StoredResource] = []
+        written: list[tuple[StoredResource, dict[str, Any] | None]] = []
+        for key, resource in zip(keys, items, strict=True):
+            before = prev.get(key)
+            if before is not None and not before.deleted and (
+                    _without_version_meta(orjson.loads(before.content)) == _without_version_meta(resource)):
+                results.append(PutResult("unchanged", key[0], key[1], before.version_id))
+                continue
+            stored, body = self._prepare(before, resource, False, "PUT")
+            (updated if before else created).append(stored)
+            written.append((stored, body))
+            results.append(PutResult("updated" if before else "created", key[0], key[1], stored.version_id))
+        if created:
+            await self._insert(created)
+        if updated:
+            await self.conn.executemany(
+                "UPDATE resources SET version = ?, ts = ?, deleted = ?, compartment = ?, content = ? "
+                "WHERE type = ? AND id = ?", [_current_values(s) for s in updated])
+        if written:
+            await self._versions_and_hooks(written)
+        return results
+
+    async def _current_many(self, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], StoredResource]:
         by_type: dict[str, list[str]] = {}
-        for r in items:
-            by_type.setdefault(r["resourceType"], []).append(r["id"])
+        for type_, id_ in keys:
+            by_type.setdefault(type_, []).append(id_)
+        lock = " FOR UPDATE" if self.dialect == "postgresql" else ""
+        found: dict[tuple[str, str], StoredResource] = {}
         for type_, ids in by_type.items():
-            for chunk in _chunks(ids, 500):
+            for chunk in _chunks(sorted(set(ids)), 500):
                 marks = ",".join("?" * len(chunk))
                 rows = await self.conn.fetchall(
-                    f"SELECT {_COLS} FROM resources WHERE type = ? AND id IN ({marks})", (type_, *chunk)
-                )
-                prev.update(((r[0], r[1]), _row(r)) for r in rows)
-        out = []
-        for r in items:
-            result = await self._put(prev.get((r["resourceType"], r["id"])), r)
-            out.append(result)
-        return out
+                    f"SELECT {_COLS} FROM resources WHERE type = ? AND id IN ({marks}) ORDER BY id{lock}",
+                    (type_, *chunk))
+                found.update(((r[0], r[1]), _row(r)) for r in rows)
+        return found
+
+
+def _current_values(s: StoredResource) -> tuple[Any, ...]:
+    """UPDATE resources SET version, ts, deleted, compartment, content WHERE type, id."""
+    return (s.version, s.ts, s.deleted, s.compartment, s.content, s.type, s.id)
 
 
 def _chunks(seq: Sequence[str], size: int) -> Iterable[Sequence[str]]:
@@ -204,6 +259,7 @@ class Store:
     async def open(cls, url: str) -> Store:
         db = await open_database(url)
         await migrate(db)
+        await prepare_index(db)
         return cls(db)
 
     async def close(self) -> None:
@@ -216,7 +272,7 @@ class Store:
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Transaction]:
         async with self.db.transaction() as conn:
-            yield Transaction(conn, self.hooks)
+            yield Transaction(conn, self.hooks, self.dialect)
 
     async def read(self, type_: str, id_: str) -> StoredResource | None:
         row = await self.db.fetchone(f"SELECT {_COLS} FROM resources WHERE type = ? AND id = ?", (type_, id_))
