@@ -123,5 +123,23 @@ def validate(files: list[Path] = typer.Argument(..., help="FHIR JSON, Bundle or 
     raise typer.Exit(1 if errors else 0)
 
 
+async def _reindex(settings: Settings, types: list[str] | None) -> int:
+    from gateway.runtime import open_store
+    from gateway.search.reindex import reindex as run_reindex
+
+    store = await open_store(settings)
+    try:
+        return await run_reindex(store, types or None)
+    finally:
+        await store.close()
+
+
+@cli.command()
+def reindex(types: list[str] = typer.Option([], "--type", help="only these resource types (repeatable)")) -> None:
+    """Rebuild the search indexes (after a SearchParameter was added to profiles/)."""
+    count = asyncio.run(_reindex(Settings(), types))
+    typer.echo(f"reindexed {count} resources")
+
+
 def main() -> None:
     cli()

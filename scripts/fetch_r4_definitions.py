@@ -49,6 +49,14 @@ SEARCH_BASES = frozenset(
         "Procedure",
         "DiagnosticReport",
         "AllergyIntolerance",
+        # the conformance resources the gateway publishes from profiles/ and mappings/
+        "StructureDefinition",
+        "ValueSet",
+        "CodeSystem",
+        "SearchParameter",
+        "ConceptMap",
+        "OperationDefinition",
+        "ImplementationGuide",
     }
 )
 # Types the gateway stores from the biobank whose base required bindings are checked.

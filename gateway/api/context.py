@@ -69,6 +69,8 @@ class Ctx:
     principal: Principal
     prefer: Prefer
     request: Request
+    released: list[str] = field(default_factory=list)
+    """`Type/id` of every resource the response writers let out (for the AuditEvent)."""
 
     @property
     def store(self) -> Store:
@@ -92,7 +94,9 @@ async def context(request: Request) -> Ctx:
     services: Services = request.app.state.services
     principal = await services.authenticate(request)
     negotiate(request.query_params.get("_format"), request.headers.get("accept"))
-    return Ctx(services, principal, Prefer.parse(request.headers.get("prefer")), request)
+    ctx = Ctx(services, principal, Prefer.parse(request.headers.get("prefer")), request)
+    request.state.fhir = ctx
+    return ctx
 
 
 def stored_type(type_: str) -> str:

@@ -3,7 +3,7 @@ passes the egress gate (`Gate.disclose`) here and nowhere else can forget it."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import orjson
 from starlette.responses import Response
@@ -34,7 +34,10 @@ def version_headers(stored: StoredResource) -> dict[str, str]:
 
 
 async def disclosed(ctx: Ctx, stored: StoredResource) -> bytes | None:
-    return await ctx.gate.disclose(ctx.principal, stored)
+    body = await ctx.gate.disclose(ctx.principal, stored)
+    if body is not None:
+        ctx.released.append(f"{stored.type}/{stored.id}")
+    return body
 
 
 def not_found(type_: str, id_: str) -> FhirError:
@@ -67,6 +70,7 @@ async def entries_of(ctx: Ctx, items: Iterable[tuple[StoredResource, str | None]
     what may not leave is left out."""
     pairs = list(items)
     bodies = await ctx.gate.disclose_many(ctx.principal, [stored for stored, _ in pairs])
+    ctx.released.extend(f"{s.type}/{s.id}" for (s, _), body in zip(pairs, bodies, strict=True) if body is not None)
     return [Entry(f"{ctx.base}/{stored.type}/{stored.id}", body, mode)
             for (stored, mode), body in zip(pairs, bodies, strict=True) if body is not None]
 
@@ -76,6 +80,7 @@ async def history_entries(ctx: Ctx, versions: Iterable[StoredResource]) -> list[
     see the resource's other versions."""
     items = list(versions)
     bodies = await ctx.gate.disclose_many(ctx.principal, [_alive(s) for s in items])
+    ctx.released.extend(f"{s.type}/{s.id}/_history/{s.version}" for s, b in zip(items, bodies, strict=True) if b)
     out = []
     for stored, body in zip(items, bodies, strict=True):
         if body is None:
@@ -102,3 +107,20 @@ def bundle_response(bundle_type: str, entries: list[Entry], *, total: int | None
     body = bundle_bytes(bundle_type, entries, total=total, links=links, bundle_id=new_id(),
                         timestamp=to_instant(now_us()))
     return fhir_response(body, status)
+
+
+async def searchset_bytes(ctx: Ctx, matches: list[StoredResource], included: list[StoredResource], *,
+                    total: int | None, links: list[tuple[str, str]],
+                    shape: Callable[[bytes], bytes] | None = None, outcome: list[Issue] | None = None) -> bytes:
+    """A searchset Bundle: matches (search.mode match) and includes (include) through the gate, then
+    `shape` (`_summary`/`_elements`) applied to the bytes the gate let out; ignored parameters go in an
+    OperationOutcome entry (search.mode outcome)."""
+    entries = await entries_of(ctx, [*((m, "match") for m in matches), *((i, "include") for i in included)])
+    if shape is not None:
+        for entry in entries:
+            if entry.resource is not None:
+                entry.resource = shape(entry.resource)
+    if outcome:
+        entries.insert(0, Entry(None, orjson.dumps(operation_outcome(outcome)), "outcome"))
+    return bundle_bytes("searchset", entries, total=total, links=links, bundle_id=new_id(),
+                        timestamp=to_instant(now_us()))

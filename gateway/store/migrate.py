@@ -12,6 +12,9 @@ from __future__ import annotations
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.schema import CreateIndex, CreateTable
 
+import gateway.bulk.tables
+import gateway.store.auth_tables
+import gateway.store.index  # noqa: F401  (registers the search index tables)
 from gateway.store.database import Database
 from gateway.store.schema import SCHEMA_VERSION, metadata
 

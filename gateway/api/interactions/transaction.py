@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlsplit
 
 from fastapi import APIRouter
 from starlette.requests import Request
@@ -22,6 +22,7 @@ from gateway.api.conditional import matching_ids
 from gateway.api.context import Ctx, context, stored_type, writable_type
 from gateway.api.interactions.create import create
 from gateway.api.interactions.delete import delete
+from gateway.api.interactions.search import searchset
 from gateway.api.interactions.update import conditional_target, update
 from gateway.api.responses import bundle_response, disclosed, not_found
 from gateway.api.writing import parse_if_match
@@ -113,10 +114,11 @@ async def _run(ctx: Ctx, tx: Transaction, step: Step, assigned: dict[int, str]) 
 
 async def _get(ctx: Ctx, tx: Transaction, step: Step) -> Entry:
     stored_type(step.type)
+    if step.id is None:  # a search: the same gate, restriction and egress as GET /fhir/{type}
+        body = await searchset(ctx, step.type, parse_qsl(step.query, keep_blank_values=True))
+        return Entry(resource=body, response={"status": STATUS_TEXT[200]})
     interaction = "vread" if step.vid else "read"
     ctx.gate.require(ctx.principal, step.type, interaction)
-    if step.id is None:
-        raise FhirError.of(400, "not-supported", "GET entries must read one resource (Type/id or Type/id/_history/vid)")
     if step.vid:
         stored = await ctx.store.vread(step.type, step.id, int(step.vid)) if step.vid.isdigit() else None
     else:

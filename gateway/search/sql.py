@@ -1,0 +1,310 @@
+"""Compiling a parsed search into SQL over `resources` and the index tables, with the access
+restriction inside it.
+
+Hand-written SQL with `?` placeholders (the store renumbers them for asyncpg), composed from
+small fragments: each criterion is `alias.id IN (SELECT id FROM search_<type> ...)`, which
+both engines answer from the `(type, param, value..., id)` indexes (on SQLite, criteria with
+many rows become `EXISTS` probes instead; see `SearchEngine.probed`). Chains and `_has` nest
+the same shape over `search_reference`, and every nested `resources` scan carries the
+principal's restriction, so matches, chain targets, `_has` sources, includes and counts are
+all filtered by the database — nothing is counted or joined that the principal may not see.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from gateway.access.gate import Restriction
+from gateway.fhir.errors import FhirError
+from gateway.fhir.instant import now_us
+from gateway.search.query import Chain, Clause, Criterion, Has, Missing, Range, Ref, SortKey, Text, Token
+from gateway.search.values import HIGHEST, LOWEST
+from gateway.store import StoredResource
+from gateway.store.database import Database, Row
+
+RESOURCE_COLUMNS = ("type", "id", "version", "ts", "deleted", "compartment", "content")
+_SORT_COLUMN = {"token": "code", "string": "value", "reference": "ref_id", "quantity": "value", "number": "value",
+                "uri": "value"}
+_SENTINEL: dict[str, tuple[Any, Any]] = {
+    "date": (HIGHEST + 1, LOWEST - 1), "quantity": (1e308, -1e308), "number": (1e308, -1e308),
+}
+"""Stand-ins for a missing sort value (ascending, descending) so resources without one sort last."""
+_TEXT_SENTINEL = ("\U0010ffff", "")
+
+
+@dataclass(slots=True)
+class Sql:
+    text: str
+    params: list[Any] = field(default_factory=list)
+
+
+def all_of(parts: Iterable[Sql]) -> Sql:
+    items = [p for p in parts if p.text != "1 = 1"]
+    if not items:
+        return Sql("1 = 1")
+    return Sql(" AND ".join(f"({p.text})" if " OR " in p.text else p.text for p in items),
+               [x for p in items for x in p.params])
+
+
+def any_of(parts: Sequence[Sql]) -> Sql:
+    if not parts:
+        return Sql("1 = 0")
+    return Sql("(" + " OR ".join(f"({p.text})" for p in parts) + ")", [x for p in parts for x in p.params])
+
+
+async def fetch(db: Database, sql: str, params: Sequence[Any]) -> list[Row]:
+    """Run a search statement. On PostgreSQL the pool plans every statement for its values
+    (`plan_cache_mode = force_custom_plan`, gateway/store/database.py): a generic plan cannot
+    see that `status=available` matches 70% of specimens and `identifier=X` one."""
+    return await db.fetchall(sql, params)
+
+
+def stored(row: Row) -> StoredResource:
+    """A `resources` row selected as RESOURCE_COLUMNS (first) as the store's StoredResource."""
+    return StoredResource(row[0], row[1], row[2], row[3], bool(row[4]), row[5], bytes(row[6]))
+
+
+def marks(values: Sequence[Any]) -> str:
+    return ",".join("?" * len(values))
+
+
+def insufficient_scope(type_: str, how: str) -> FhirError:
+    """403 for a search that names a type the principal may not read (its scopes, not the data, decide)."""
+    return FhirError.of(403, "forbidden", f"insufficient_scope: the token's scopes do not allow reading {type_}, "
+                        f"so it cannot be used in {how}",
+                        headers={"WWW-Authenticate": 'Bearer error="insufficient_scope"'})
+
+
+def visible(restriction: Restriction, alias: str, type_: str | None = None) -> Sql:
+    """THE translation of a Restriction into SQL: which `resources` rows (as `alias`) the principal may see.
+
+    Every query of search goes through here — matches, chain targets, `_has` sources,
+    includes, revincludes, totals — so a new rule is one more condition in this function:
+    scope (type), `patient/` compartment, and the consent predicate of external principals. `type_` known: a condition
+    for that type; None: a condition over `alias.type` (wildcard revincludes).
+    """
+    consent = restriction.consent_sql(f"{alias}.compartment")
+    consented = Sql(*consent) if consent else Sql("1 = 1")
+    patients = sorted(restriction.compartments)
+    in_compartment = Sql(f"{alias}.compartment IN ({marks(patients)})", patients) if patients else Sql("1 = 0")
+    if type_ is not None:
+        if type_ not in restriction.readable:
+            return Sql("1 = 0")
+        return all_of([in_compartment if type_ in restriction.confined else Sql("1 = 1"), consented])
+    free = sorted(restriction.readable - restriction.confined)
+    confined = sorted(restriction.confined)
+    options = []
+    if free:
+        options.append(Sql(f"{alias}.type IN ({marks(free)})", free))
+    if confined:
+        options.append(all_of([Sql(f"{alias}.type IN ({marks(confined)})", confined), in_compartment]))
+    return all_of([any_of(options), consented])
+
+
+def live(alias: str, type_: str, restriction: Restriction) -> Sql:
+    """`alias` is a current, undeleted `type_` resource the principal may see."""
+    own = Sql(f"{alias}.type = ? AND {alias}.deleted = ?", [type_, False])
+    return all_of([own, visible(restriction, alias, type_)])
+
+
+def _range(prefix: str, lo_col: str, hi_col: str, a: float, b: float) -> Sql:
+    """Date ranges (search.html#prefix): the resource's [lo, hi] against the search value's [a, b]."""
+    if prefix == "ap":
+        slack = max(abs(now_us() - a) // 10, b - a)
+        return Sql(f"{lo_col} <= ? AND {hi_col} >= ?", [int(b + slack), int(a - slack)])
+    text, params = {
+        "eq": (f"{lo_col} >= ? AND {hi_col} <= ?", [a, b]),
+        "ne": (f"NOT ({lo_col} >= ? AND {hi_col} <= ?)", [a, b]),
+        "gt": (f"{hi_col} > ?", [b]), "lt": (f"{lo_col} < ?", [a]),
+        "ge": (f"{hi_col} >= ?", [a]), "le": (f"{lo_col} <= ?", [b]),
+        "sa": (f"{lo_col} > ?", [b]), "eb": (f"{hi_col} < ?", [a]),
+    }[prefix]
+    return Sql(text, [int(p) for p in params])
+
+
+def _number(value: Range, column: str) -> Sql:
+    """Numbers: `eq` honours the precision written (1.5 matches [1.45, 1.55)); the others compare exactly."""
+    v = value.value
+    if value.prefix == "ap":
+        slack = abs(v) / 10
+        return Sql(f"{column} >= ? AND {column} <= ?", [v - slack, v + slack])
+    text, params = {
+        "eq": (f"{column} >= ? AND {column} < ?", [value.lo, value.hi]),
+        "ne": (f"NOT ({column} >= ? AND {column} < ?)", [value.lo, value.hi]),
+        "gt": (f"{column} > ?", [v]), "lt": (f"{column} < ?", [v]), "ge": (f"{column} >= ?", [v]),
+        "le": (f"{column} <= ?", [v]), "sa": (f"{column} > ?", [v]), "eb": (f"{column} < ?", [v]),
+    }[value.prefix]
+    return Sql(text, [float(p) for p in params])
+
+
+def _like(pattern: str) -> str:
+    return pattern.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def _token(t: str, value: Token, system: str = "system", code: str = "code") -> Sql:
+    parts = []
+    if value.system is not None:
+        parts.append(Sql(f"{t}.{system} = ?", [value.system]))
+    if value.code is not None:
+        parts.append(Sql(f"{t}.{code} = ?", [value.code]))
+    return all_of(parts)
+
+
+def _value(kind: str, modifier: str, t: str, value: Any) -> Sql:
+    """The condition one value puts on one index row `t`."""
+    if kind == "token":
+        if isinstance(value, Text):
+            return Sql(f"{t}.text LIKE ? ESCAPE '\\'", [f"%{_like(value.text)}%"])
+        return _token(t, value)
+    if kind == "string":
+        if modifier == "exact":
+            return Sql(f"{t}.exact = ?", [value.text])
+        if modifier == "contains":
+            return Sql(f"{t}.value LIKE ? ESCAPE '\\'", [f"%{_like(value.text)}%"])
+        upper = value.text[:-1] + chr(ord(value.text[-1]) + 1)
+        return Sql(f"{t}.value >= ? AND {t}.value < ?", [value.text, upper])
+    if kind == "uri":
+        if modifier == "below":
+            return Sql(f"{t}.value LIKE ? ESCAPE '\\'", [_like(value.text) + "%"])
+        if modifier == "above":
+            parts = value.text.split("/")
+            prefixes = ["/".join(parts[:i]) for i in range(1, len(parts) + 1)]
+            return Sql(f"{t}.value IN ({marks(prefixes)})", prefixes)
+        return Sql(f"{t}.value = ?", [value.text])
+    if kind == "date":
+        return _range(value.prefix, f"{t}.lo", f"{t}.hi", value.lo, value.hi)
+    if kind == "number":
+        return _number(value, f"{t}.value")
+    if kind == "quantity":
+        unit = []
+        if value.system is not None:
+            unit.append(Sql(f"{t}.system = ?", [value.system]))
+        if value.code is not None:
+            unit.append(Sql(f"{t}.code = ?", [value.code]) if value.system is not None
+                        else Sql(f"({t}.code = ? OR {t}.unit = ?)", [value.code, value.code]))
+        return all_of([_number(value, f"{t}.value"), *unit])
+    if isinstance(value, Token):  # reference:identifier
+        return _token(t, value, "ident_system", "ident_value")
+    assert isinstance(value, Ref)
+    if value.url is not None:
+        return Sql(f"{t}.url = ?", [value.url])
+    if value.type is not None:
+        return Sql(f"{t}.ref_id = ? AND {t}.ref_type = ?", [value.id, value.type])
+    return Sql(f"{t}.ref_id = ?", [value.id])
+
+
+class Compiler:
+    """Criteria -> SQL conditions on a `resources` alias; fresh aliases for every nested scan.
+
+    A chain through, or a `_has` from, a type the principal may not read is refused (403
+    insufficient_scope), never answered as "no match": an empty answer would still tell
+    whether such resources exist (the `Patient?_has:Consent:patient:status=inactive` side
+    door). A chain whose target type is implicit reaches only the readable targets; if none
+    is readable it is refused too. Readable targets are scanned with `live()`, so confined
+    and consent-restricted resources cannot satisfy a chain or a `_has` either.
+    """
+
+    def __init__(self, restriction: Restriction) -> None:
+        self.restriction = restriction
+        self._n = 0
+
+    def alias(self, letter: str) -> str:
+        self._n += 1
+        return f"{letter}{self._n}"
+
+    def criteria(self, criteria: Sequence[Criterion], alias: str, probed: frozenset[int] = frozenset()) -> Sql:
+        """All criteria (AND). Those whose positions are in `probed` become correlated EXISTS probes
+        instead of id lists (see `SearchEngine.probed`)."""
+        return all_of(self.criterion(c, alias, i in probed) for i, c in enumerate(criteria))
+
+    def criterion(self, c: Criterion, alias: str, probe: bool = False) -> Sql:
+        if isinstance(c, Clause):
+            return self._clause(c, alias, probe)
+        if isinstance(c, Chain):
+            return self._chain(c, alias)
+        return self._has(c, alias)
+
+    def matching_rows(self, c: Clause, t: str | None = None) -> Sql:
+        """`SELECT id` of the index rows (alias `t`) a clause's values match (not for `:missing`)."""
+        t = t or self.alias("t")
+        return all_of([self._rows(c, t), self._values(c, t)])
+
+    @staticmethod
+    def _rows(c: Clause, t: str) -> Sql:
+        return Sql(f"SELECT {t}.id FROM search_{c.param.kind} {t} WHERE {t}.type = ? AND {t}.param = ?",
+                   [c.param.type_name, c.param.code])
+
+    def _values(self, c: Clause, t: str) -> Sql:
+        kind = "reference" if c.modifier == "identifier" else c.param.kind
+        if kind == "reference" and c.modifier in c.param.targets:
+            values = [Ref(c.modifier, v.id) if isinstance(v, Ref) and v.id else v for v in c.values]
+        else:
+            values = list(c.values)
+        return any_of([_value(kind, c.modifier, t, v) for v in values])
+
+    def _clause(self, c: Clause, alias: str, probe: bool) -> Sql:
+        param = c.param
+        if param.code == "_id":
+            ids = [v.code for v in c.values if v.code is not None]
+            return Sql(f"{alias}.id IN ({marks(ids)})", ids) if ids else Sql("1 = 0")
+        if param.code == "_lastUpdated":
+            return any_of([_range(v.prefix, f"{alias}.ts", f"{alias}.ts", v.lo, v.hi) for v in c.values])
+        t = self.alias("t")
+        if c.modifier == "missing":
+            rows = self._rows(c, t)
+            missing = isinstance(c.values[0], Missing) and c.values[0].missing
+            return Sql(f"{alias}.id {'NOT IN' if missing else 'IN'} ({rows.text})", rows.params)
+        match = self.matching_rows(c, t)
+        if probe and c.modifier != "not":
+            return Sql(f"EXISTS ({match.text} AND {t}.id = {alias}.id)", match.params)
+        return Sql(f"{alias}.id {'NOT IN' if c.modifier == 'not' else 'IN'} ({match.text})", match.params)
+
+    def _chain(self, c: Chain, alias: str) -> Sql:
+        f = self.alias("f")
+        branches = []
+        for target, inner in c.branches:
+            if target not in self.restriction.readable:
+                if c.explicit:
+                    raise insufficient_scope(target, f"a chained search ({c.param.code}:{target})")
+                continue
+            r = self.alias("r")
+            scan = all_of([live(r, target, self.restriction), self.criterion(inner, r)])
+            branches.append(Sql(f"{f}.ref_type = ? AND {f}.ref_id IN (SELECT {r}.id FROM resources {r} "
+                                f"WHERE {scan.text})", [target, *scan.params]))
+        if not branches:
+            raise insufficient_scope("/".join(t for t, _ in c.branches), f"a chained search ({c.param.code})")
+        where = all_of([Sql(f"{f}.type = ? AND {f}.param = ?", [c.param.type_name, c.param.code]), any_of(branches)])
+        return Sql(f"{alias}.id IN (SELECT {f}.id FROM search_reference {f} WHERE {where.text})", where.params)
+
+    def _has(self, c: Has, alias: str) -> Sql:
+        if c.source not in self.restriction.readable:
+            raise insufficient_scope(c.source, f"_has:{c.source}:{c.param.code}")
+        f, s = self.alias("f"), self.alias("s")
+        where = all_of([Sql(f"{f}.type = ? AND {f}.param = ? AND {f}.ref_type = ?", [c.source, c.param.code, c.target]),
+                        live(s, c.source, self.restriction), self.criterion(c.inner, s)])
+        return Sql(f"{alias}.id IN (SELECT {f}.ref_id FROM search_reference {f} JOIN resources {s} "
+                   f"ON {s}.type = {f}.type AND {s}.id = {f}.id WHERE {where.text})", where.params)
+
+
+def sort_type(key: SortKey) -> type:
+    """The Python type of a sort key's values (what a page token may carry for it)."""
+    if key.param.code == "_lastUpdated" or key.param.kind == "date":
+        return int
+    return float if key.param.kind in ("number", "quantity") else str
+
+
+def sort_expression(key: SortKey, alias: str) -> Sql:
+    """The value a resource sorts by for `key`; absent values sort last in either direction."""
+    param = key.param
+    if param.code == "_id":
+        return Sql(f"{alias}.id")
+    if param.code == "_lastUpdated":
+        return Sql(f"{alias}.ts")
+    column = ("hi" if key.descending else "lo") if param.kind == "date" else _SORT_COLUMN[param.kind]
+    sentinel = _SENTINEL.get(param.kind, _TEXT_SENTINEL)[1 if key.descending else 0]
+    x = f"x_{param.kind}"
+    return Sql(f"COALESCE((SELECT {'MAX' if key.descending else 'MIN'}({x}.{column}) FROM search_{param.kind} {x} "
+               f"WHERE {x}.type = {alias}.type AND {x}.id = {alias}.id AND {x}.param = ?), ?)",
+               [param.code, sentinel])
