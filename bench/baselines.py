@@ -13,6 +13,8 @@ import sqlite3
 from fastapi import FastAPI
 from starlette.responses import Response
 
+from bench.common import bytes_app
+
 
 def _bytes() -> dict[str, bytes]:
     conn = sqlite3.connect(os.environ["BENCH_DB"])
@@ -36,23 +38,11 @@ def fastapi_app() -> FastAPI:
     return app
 
 
-def raw_app():  # noqa: ANN201 - an ASGI callable
+def raw_app():
     data = _bytes()
-    headers = [(b"content-type", b"application/fhir+json; charset=utf-8")]
 
-    async def app(scope, receive, send):  # noqa: ANN001, ANN202
-        if scope["type"] == "lifespan":
-            while True:
-                message = await receive()
-                if message["type"] == "lifespan.startup":
-                    await send({"type": "lifespan.startup.complete"})
-                elif message["type"] == "lifespan.shutdown":
-                    await send({"type": "lifespan.shutdown.complete"})
-                    return
+    def answer(scope: dict) -> bytes:
         path = scope["path"]
-        body = data.get(path.rsplit("/", 1)[-1], b"{}") if path.startswith("/fhir/Specimen/") else b"{}"
-        await send({"type": "http.response.start", "status": 200,
-                    "headers": [*headers, (b"content-length", str(len(body)).encode())]})
-        await send({"type": "http.response.body", "body": body})
+        return data.get(path.rsplit("/", 1)[-1], b"{}") if path.startswith("/fhir/Specimen/") else b"{}"
 
-    return app
+    return bytes_app(answer)

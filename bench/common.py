@@ -6,7 +6,6 @@ prints its figures beside a baseline measured in the same run on the same machin
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import shutil
@@ -82,13 +81,18 @@ end
 
 def wrk(url_prefix: str, n: int, auth: str = "", seconds: int = 10, connections: int = 16) -> dict[str, float]:
     """req/s and latency percentiles (ms) of random GETs of `url_prefix<0..n-1>` at `connections`."""
+    base, _, path = url_prefix.partition("//")[2].partition("/")
+    return wrk_script(f"http://{base}", _WRK_LUA.format(n=n, prefix="/" + path, auth=auth), seconds, connections)
+
+
+def wrk_script(base: str, lua: str, seconds: int = 10, connections: int = 16) -> dict[str, float]:
+    """Run wrk with a Lua script against `base`: req/s, p50/p99 latency (ms) and non-2xx count."""
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is needed for this benchmark: apt-get install wrk")
-    base, _, path = url_prefix.partition("//")[2].partition("/")
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
-        script.write(_WRK_LUA.format(n=n, prefix="/" + path, auth=auth))
-    out = subprocess.run(["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", script.name,
-                          f"http://{base}"], check=True, capture_output=True, text=True).stdout
+        script.write(lua)
+    out = subprocess.run(["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", script.name, base],
+                         check=True, capture_output=True, text=True).stdout
     os.unlink(script.name)
     figures = {"rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))}  # type: ignore[union-attr]
     for pct in ("50", "99"):
@@ -109,7 +113,8 @@ def specimen(n: int, subjects: int) -> dict[str, Any]:
         "extension": [
             {"url": f"{B}/StructureDefinition/source-status",
              "valueCoding": {"system": f"{B}/CodeSystem/specimen-status", "code": "AVAILABLE"}},
-            {"url": f"{B}/StructureDefinition/genotyping", "extension": [{"url": "genotyped", "valueBoolean": n % 5 == 0}]},
+            {"url": f"{B}/StructureDefinition/genotyping",
+             "extension": [{"url": "genotyped", "valueBoolean": n % 5 == 0}]},
         ],
         "identifier": [{"system": f"{B}/sid/specimen", "value": f"BB-{n:07d}-02"},
                        {"system": f"{B}/sid/container", "value": f"CT{n:09d}"}],
@@ -142,5 +147,22 @@ def print_table(title: str, rows: list[tuple[str, dict[str, float]]], baseline: 
               + (f"  ({f['non2xx']:.0f} non-2xx!)" if f.get("non2xx") else ""))
 
 
-def dump(path: Path, data: Any) -> None:
-    path.write_text(json.dumps(data, indent=2))
+def bytes_app(answer: Any) -> Any:
+    """A bare ASGI app (the ceiling in the benchmarks): `answer(scope)` gives the body bytes."""
+    headers = [(b"content-type", b"application/fhir+json; charset=utf-8")]
+
+    async def app(scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] == "lifespan":
+            while True:
+                message = await receive()
+                if message["type"] == "lifespan.startup":
+                    await send({"type": "lifespan.startup.complete"})
+                elif message["type"] == "lifespan.shutdown":
+                    await send({"type": "lifespan.shutdown.complete"})
+                    return
+        body = answer(scope)
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [*headers, (b"content-length", str(len(body)).encode())]})
+        await send({"type": "http.response.body", "body": body})
+
+    return app

@@ -20,9 +20,9 @@ import asyncpg
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import ROOT, cli, print_table, server, specimen, wrk  # noqa: E402
-from gateway.runtime import open_store  # noqa: E402
-from gateway.settings import Settings  # noqa: E402
+from bench.common import ROOT, cli, print_table, server, specimen, wrk
+from gateway.runtime import open_store
+from gateway.settings import Settings
 
 DATA = ROOT / "bench" / ".data"
 PG_SERVER = "postgresql://postgres@127.0.0.1:5432"

@@ -18,11 +18,8 @@ import argparse
 import asyncio
 import os
 import random
-import re
 import shutil
-import subprocess
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
@@ -32,7 +29,7 @@ import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import ROOT, print_table, server, specimen
+from bench.common import ROOT, bytes_app, print_table, server, specimen, wrk_script
 from bench.read import pg_database
 from gateway.access.gate import Restriction
 from gateway.search.engine import SearchEngine
@@ -130,43 +127,16 @@ end
 
 def wrk_paths(base: str, paths: list[str], seconds: int, connections: int = 16) -> dict[str, float]:
     """wrk over a fixed list of paths (round robin): req/s and p50/p99 in ms."""
-    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
-        script.write(_LUA.format(paths=", ".join(orjson.dumps(p).decode() for p in paths)))
-    out = subprocess.run(["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", script.name, base],
-                         check=True, capture_output=True, text=True).stdout
-    os.unlink(script.name)
-    figures = {"rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))}  # type: ignore[union-attr]
-    for pct in ("50", "99"):
-        m = re.search(rf"\s{pct}%\s+([\d.]+)(us|ms|s)", out)
-        value, unit = float(m.group(1)), m.group(2)  # type: ignore[union-attr]
-        figures[f"p{pct}"] = value / 1000 if unit == "us" else value * 1000 if unit == "s" else value
-    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    figures["non2xx"] = float(errors.group(1)) if errors else 0.0
-    return figures
+    return wrk_script(base, _LUA.format(paths=", ".join(orjson.dumps(p).decode() for p in paths)), seconds,
+                      connections)
 
 
 def baseline_app():
     """The ceiling: a bare ASGI app answering each benchmark path with the gateway's own bytes."""
     answers: dict[str, bytes] = {k: v.encode() for k, v in orjson.loads(Path(os.environ["BENCH_ANSWERS"])
                                                                           .read_bytes()).items()}
-    headers = [(b"content-type", b"application/fhir+json; charset=utf-8")]
-
-    async def app(scope, receive, send):
-        if scope["type"] == "lifespan":
-            while True:
-                message = await receive()
-                if message["type"] == "lifespan.startup":
-                    await send({"type": "lifespan.startup.complete"})
-                elif message["type"] == "lifespan.shutdown":
-                    await send({"type": "lifespan.shutdown.complete"})
-                    return
-        key = scope["path"] + ("?" + scope["query_string"].decode() if scope["query_string"] else "")
-        body = answers.get(key, b"{}")
-        await send({"type": "http.response.start", "status": 200,
-                    "headers": [*headers, (b"content-length", str(len(body)).encode())]})
-        await send({"type": "http.response.body", "body": body})
-
-    return app
+    return bytes_app(lambda scope: answers.get(
+        scope["path"] + ("?" + scope["query_string"].decode() if scope["query_string"] else ""), b"{}"))
 
 
 def capture(base: str, paths: list[str]) -> dict[str, str]:

@@ -55,6 +55,21 @@ def _remove_path(node: Any, path: tuple[str, ...]) -> bool:
     return _remove_path(node[path[0]], path[1:])
 
 
+def _drop_items(node: dict[str, Any], key: str, field: str, values: frozenset[str]) -> bool:
+    """Remove from the list `node[key]` the items whose `field` is in `values` (the key too when emptied)."""
+    items = node.get(key)
+    if not isinstance(items, list):
+        return False
+    kept = [i for i in items if not (isinstance(i, dict) and i.get(field) in values)]
+    if len(kept) == len(items):
+        return False
+    if kept:
+        node[key] = kept
+    else:
+        del node[key]
+    return True
+
+
 def _scrub(node: Any, r: PrivacyRules, drop_extensions: frozenset[str]) -> bool:
     """Remove hospital identifiers and listed extensions at any depth; True when something went."""
     changed = False
@@ -64,29 +79,13 @@ def _scrub(node: Any, r: PrivacyRules, drop_extensions: frozenset[str]) -> bool:
         return changed
     if not isinstance(node, dict):
         return False
-    for key in ("identifier",):
-        items = node.get(key)
-        if isinstance(items, list):
-            kept = [i for i in items if not (isinstance(i, dict) and i.get("system") in r.identifier_systems)]
-            if len(kept) != len(items):
-                changed = True
-                if kept:
-                    node[key] = kept
-                else:
-                    del node[key]
-        elif isinstance(items, dict) and items.get("system") in r.identifier_systems:
-            del node[key]  # Reference.identifier
-            changed = True
+    identifier = node.get("identifier")
+    if isinstance(identifier, dict) and identifier.get("system") in r.identifier_systems:
+        del node["identifier"]  # Reference.identifier
+        changed = True
+    changed |= _drop_items(node, "identifier", "system", r.identifier_systems)
     for key in ("extension", "modifierExtension"):
-        items = node.get(key)
-        if isinstance(items, list):
-            kept = [e for e in items if not (isinstance(e, dict) and e.get("url") in drop_extensions)]
-            if len(kept) != len(items):
-                changed = True
-                if kept:
-                    node[key] = kept
-                else:
-                    del node[key]
+        changed |= _drop_items(node, key, "url", drop_extensions)
     for value in node.values():
         changed |= _scrub(value, r, drop_extensions)
     return changed
