@@ -10,44 +10,65 @@ from fastapi import FastAPI
 from starlette.middleware.gzip import GZipMiddleware
 
 from gateway import __version__
+from gateway.access.audit import AuditLog
 from gateway.access.authenticate import make_authenticator, trusted_issuers
 from gateway.access.gate import Gate
 from gateway.api import errors, health
-from gateway.api.context import Services
+from gateway.api.audit import AuditMiddleware
+from gateway.api.context import Operation, Services
 from gateway.api.interactions import (
+    availability,
     capabilities,
     create,
     delete,
+    destruction_list,
+    ehr_proxy,
+    export,
     history,
     read,
+    recontact_list,
+    search,
     transaction,
     update,
+    validate,
 )
+from gateway.api.limits import BodySizeLimit, rate_limited
 from gateway.authserver import AuthServer, AuthService
 from gateway.authserver import router as auth_router
 from gateway.authserver.cors import RegisteredOriginsCORS
 from gateway.authserver.discovery import capability_security
+from gateway.bulk.service import Exports
 from gateway.cache import open_cache
-from gateway.fhir.errors import Issue
-from gateway.runtime import open_store
+from gateway.ehr import EhrConfig, EhrService
+from gateway.observability import ObserveRequests, configure_logging, identified
+from gateway.profiles import ProfileValidator
+from gateway.runtime import open_store, publish_conformance, supported_profiles
 from gateway.search.engine import SearchEngine
 from gateway.served import PROXIED_TYPES, STORED_TYPES
 from gateway.settings import Settings
 
-
-def _no_profile_checks(_resource: dict, _profile: str | None) -> list[Issue]:
-    return []
+OPERATIONS = (availability, destruction_list, recontact_list, validate)
+"""Operation modules: each has `router` and `OPERATION` (declared in the CapabilityStatement)."""
+BULK = "http://hl7.org/fhir/uv/bulkdata/OperationDefinition"
+EXPORT_OPERATIONS = (Operation("export", f"{BULK}/export"), Operation("export", f"{BULK}/patient-export", ("Patient",)),
+                     Operation("export", f"{BULK}/group-export", ("Group",)))
+EHR_SUMMARY = Operation("ehr-summary", "https://biobank.massgeneral.org/fhir/OperationDefinition/ehr-summary",
+                        ("Patient",))
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
+    configure_logging(settings.log_level)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         store = await open_store(settings)
+        validator = ProfileValidator.load(settings.profiles_dir)
+        await publish_conformance(store, validator)
         cache = open_cache(settings.redis_url, settings.redis_prefix)
         http = httpx.AsyncClient()
         auth = AuthServer(settings, store.db, cache, http)
+        auth.listen()
         await auth.grants.purge()
         verifier = auth.verifier(trusted_issuers(settings, http, cache.resilient()))
         app.state.cache = cache
@@ -56,16 +77,30 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             settings=settings,
             store=store,
             gate=Gate(STORED_TYPES | frozenset(PROXIED_TYPES), store),
-            authenticate=make_authenticator(settings, verifier),
-            validate=_no_profile_checks,
-            search=SearchEngine(store),
+            authenticate=rate_limited(identified(make_authenticator(settings, verifier)), cache.resilient(),
+                                      settings.rate_limit),
+            validate=validator.validate,
+            search=SearchEngine(store, base_url=settings.base_url.rstrip("/"), default_count=settings.default_count,
+                                max_count=settings.max_count),
             base_url=settings.base_url.rstrip("/"),
-            profiles_for=lambda _type: [],
+            profiles_for=supported_profiles(validator),
             security=capability_security(auth.endpoints),
+            operations=[*(module.OPERATION for module in OPERATIONS), *EXPORT_OPERATIONS,
+                        *([EHR_SUMMARY] if settings.ehr_base_url else [])],
         )
+        app.state.exports = await Exports.start(store, app.state.services.gate, app.state.services.search,  # type: ignore[arg-type]
+                                                 settings)
+        app.state.ehr = EhrService.open(EhrConfig.from_settings(settings), store, cache) \
+            if settings.ehr_base_url else None
+        app.state.audit = AuditLog(store)
+        app.state.audit.start()
         try:
             yield
         finally:
+            await app.state.audit.stop()
+            if app.state.ehr is not None:
+                await app.state.ehr.aclose()
+            await app.state.exports.stop()
             await http.aclose()
             await cache.close()
             await store.close()
@@ -73,9 +108,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app = FastAPI(title="Biobank FHIR Gateway", version=__version__, lifespan=lifespan, docs_url=None,
                   redoc_url=None, openapi_url=None)
     errors.install(app)
+    app.add_middleware(AuditMiddleware)
     app.add_middleware(GZipMiddleware, minimum_size=1024)
     app.add_middleware(RegisteredOriginsCORS)
+    app.add_middleware(BodySizeLimit, limit=settings.max_body_bytes)
+    app.add_middleware(ObserveRequests)  # outermost: its duration and request id cover everything
     app.include_router(auth_router)
-    for module in (health, capabilities, transaction, history, read, create, update, delete):
+    for module in OPERATIONS:
+        app.include_router(module.router)
+    app.include_router(ehr_proxy.router)  # explicit paths of the proxied types, before the generic ones
+    app.include_router(export.router)  # before the generic /fhir/{type}/{id} routes
+    for module in (health, capabilities, transaction, history, search, read, create, update, delete):
         app.include_router(module.router)
     return app

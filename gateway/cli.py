@@ -46,6 +46,9 @@ def serve(host: str = "127.0.0.1", port: int = 8080, workers: int = 1) -> None:
     settings = Settings()
     if settings.auth_disabled and not _loopback(host):
         raise typer.BadParameter("GATEWAY_AUTH_DISABLED is for development on a loopback address only")
+    from gateway.observability.metrics import prepare_multiprocess
+
+    prepare_multiprocess(workers)
     uvicorn.run("gateway.asgi:app", host=host, port=port, workers=workers, log_level="warning",
                 proxy_headers=False, timeout_graceful_shutdown=30)
 

@@ -1,0 +1,68 @@
+"""Structured JSON logs on stdout, one object per line, for the container runtime to collect.
+
+structlog renders both its own events and the standard library's records (uvicorn, redis,
+asyncpg), so every line an operator sees has the same shape and carries the request id
+bound by `ObserveRequests`. Loggers that would write URLs with query strings (uvicorn's
+access log, httpx's request lines) are silenced: a query such as
+`Patient?identifier=...|MGH-...` must never reach a log.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import orjson
+import structlog
+
+_SHARED: list[structlog.types.Processor] = [
+    structlog.contextvars.merge_contextvars,
+    structlog.stdlib.add_log_level,
+    structlog.stdlib.add_logger_name,
+    structlog.processors.TimeStamper(fmt="iso", utc=True),
+]
+_QUIET = {"httpx": logging.WARNING, "httpcore": logging.WARNING}
+"""Loggers whose INFO lines carry full upstream URLs (MRN searches at the EHR)."""
+
+_configured = False
+
+
+class _Stdout(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to the current `sys.stdout`, so a test runner that swaps it never gets a closed stream."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.stream = sys.stdout
+        super().emit(record)
+
+
+def _dumps(event: object, **_: object) -> str:
+    return orjson.dumps(event, default=str).decode()
+
+
+def configure_logging(level: str = "info") -> None:
+    """Route structlog and the standard library to one JSON handler; idempotent per process."""
+    global _configured
+    if _configured:
+        return
+    _configured = True
+    structlog.configure(
+        processors=[*_SHARED, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        wrapper_class=structlog.stdlib.BoundLogger,
+        cache_logger_on_first_use=False,
+    )
+    handler = _Stdout()
+    handler.setFormatter(structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=_SHARED,
+        processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                    structlog.processors.format_exc_info,
+                    structlog.processors.JSONRenderer(serializer=_dumps)]))
+    root = logging.getLogger()
+    root.addHandler(handler)
+    root.setLevel(level.upper())
+    for name in ("uvicorn", "uvicorn.error"):
+        logging.getLogger(name).handlers.clear()
+        logging.getLogger(name).propagate = True
+    logging.getLogger("uvicorn.access").disabled = True  # ObserveRequests writes the request line instead
+    for name, quiet in _QUIET.items():
+        logging.getLogger(name).setLevel(quiet)

@@ -1,0 +1,50 @@
+"""The request line: one JSON object per request with the request id (the caller's, or a new
+one), the client, the interaction, status and duration — and never the query string."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.access.corpus import MRN
+from tests.ops.test_limits import gateway
+
+
+def request_lines(out: str) -> list[dict]:
+    return [entry for entry in map(json.loads, filter(None, out.splitlines())) if entry.get("event") == "request"]
+
+
+async def test_request_id_is_echoed_and_logged_with_client_interaction_status_and_duration(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    async with gateway(tmp_path) as client:
+        capsys.readouterr()
+        given = await client.get("/fhir/Patient", params={"identifier": f"{MRN}|MGH-7300001"},
+                                 headers={"X-Request-ID": "ehr-7f3a.1"})
+        made = await client.get("/fhir/Patient/x", headers={"X-Request-ID": "not an id; <script>"})
+    assert given.headers["x-request-id"] == "ehr-7f3a.1"
+    assert made.headers["x-request-id"] != "not an id; <script>" and len(made.headers["x-request-id"]) == 32
+    out = capsys.readouterr().out
+    first, second = request_lines(out)
+    assert first["request_id"] == "ehr-7f3a.1" and second["request_id"] == made.headers["x-request-id"]
+    assert first | {"duration_ms": 0, "timestamp": ""} == {
+        "event": "request", "method": "GET", "interaction": "search-type", "route": "/fhir/{type}", "type": "Patient",
+        "status": 200, "client_id": "dev", "request_id": "ehr-7f3a.1", "duration_ms": 0, "level": "info",
+        "logger": "gateway.request", "timestamp": ""}
+    assert "MGH-" not in out and "identifier" not in out
+
+
+async def test_an_unexpected_error_is_logged_as_500_with_its_request_id(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    async with gateway(tmp_path) as client:
+        async def broken(_request: object) -> None:
+            raise RuntimeError("store exploded")
+
+        client.app.state.services.authenticate = broken  # type: ignore[attr-defined]
+        capsys.readouterr()
+        answer = await client.get("/fhir/Patient/x", headers={"X-Request-ID": "boom-1"})
+    assert answer.status_code == 500
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line]
+    assert {(e["event"], e["request_id"]) for e in lines} >= {("unhandled error", "boom-1"), ("request", "boom-1")}
+    assert [e["status"] for e in lines if e["event"] == "request"] == [500]
