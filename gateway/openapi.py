@@ -99,7 +99,8 @@ def _routes(routes: list[BaseRoute]) -> list[Route]:
             found += _routes(inner.routes)
         elif getattr(route, "methods", None):
             methods = tuple(sorted(m for m in route.methods if m != "HEAD"))  # type: ignore[attr-defined]
-            found.append(Route(route.path, methods, route.name))  # type: ignore[attr-defined]
+            path = getattr(route, "path_format", route.path)  # without path convertors ({type:stored})
+            found.append(Route(path, methods, route.name))  # type: ignore[attr-defined]
     return found
 
 

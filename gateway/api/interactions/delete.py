@@ -30,7 +30,7 @@ async def delete(ctx: Ctx, tx: Transaction, type_: str, id_: str, if_match: int 
         raise conflict(exc, if_match) from exc
 
 
-@router.delete("/fhir/{type}/{id}", name="delete")
+@router.delete("/fhir/{type:stored}/{id}", name="delete")
 async def handle(type: str, id: str, request: Request) -> Response:
     ctx = await context(request)
     ctx.gate.require(ctx.principal, writable_type(type), "delete")

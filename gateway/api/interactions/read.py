@@ -39,7 +39,7 @@ def _gone(stored: StoredResource) -> FhirError:
                         headers=version_headers(stored))
 
 
-@router.get("/fhir/{type}/{id}", name="read")
+@router.get("/fhir/{type:stored}/{id:fhirid}", name="read")
 async def read(type: str, id: str, request: Request) -> Response:
     ctx = await context(request)
     ctx.gate.require(ctx.principal, stored_type(type), "read")
@@ -55,7 +55,7 @@ async def read(type: str, id: str, request: Request) -> Response:
     return await resource_response(ctx, stored)
 
 
-@router.get("/fhir/{type}/{id}/_history/{vid}", name="vread")
+@router.get("/fhir/{type:stored}/{id:fhirid}/_history/{vid}", name="vread")
 async def vread(type: str, id: str, vid: str, request: Request) -> Response:
     ctx = await context(request)
     ctx.gate.require(ctx.principal, stored_type(type), "vread")

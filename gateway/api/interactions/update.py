@@ -66,7 +66,7 @@ async def _write(ctx: Ctx, type_: str, id_: str, resource: Any, if_match: int | 
     return await resource_response(ctx, stored, 201 if created else 200, created=created, honour_prefer=True)
 
 
-@router.put("/fhir/{type}/{id}", name="update")
+@router.put("/fhir/{type:stored}/{id}", name="update")
 async def handle(type: str, id: str, request: Request) -> Response:
     ctx = await context(request)
     ctx.gate.require(ctx.principal, writable_type(type), "update")
