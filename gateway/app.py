@@ -115,7 +115,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(ObserveRequests)  # outermost: its duration and request id cover everything
     routers = [read.router,  # first: the hot path; its path convertors match stored types and ids only
                auth_router, *(m.router for m in OPERATIONS),
-               ehr_proxy.router,  # explicit paths of the proxied types, before the generic ones
+               *([ehr_proxy.router] if settings.ehr_base_url else []),  # before the generic routes
                export.router,  # before the generic /fhir/{type}/{id} routes
                *(m.router for m in (health, capabilities, transaction, history, search, create, update, delete))]
     for router in routers:

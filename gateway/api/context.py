@@ -13,7 +13,7 @@ from gateway.access.principal import Principal
 from gateway.fhir.errors import FhirError
 from gateway.fhir.negotiation import negotiate
 from gateway.fhir.prefer import Prefer
-from gateway.served import CONFORMANCE_TYPES, STORED_TYPES
+from gateway.served import CONFORMANCE_TYPES, PROXIED_TYPES, STORED_TYPES
 from gateway.settings import Settings
 from gateway.store import Store
 
@@ -101,6 +101,9 @@ async def context(request: Request) -> Ctx:
 
 def stored_type(type_: str) -> str:
     """404 for a type this server does not store (FHIR: unknown or unsupported resource type)."""
+    if type_ in PROXIED_TYPES:
+        raise FhirError.of(404, "not-supported", f"{type_} is owned by the hospital EHR: this gateway proxies it only "
+                           "when GATEWAY_EHR_BASE_URL is set")
     if type_ not in STORED_TYPES:
         raise FhirError.of(404, "not-supported", f"Resource type {type_!r} is not served here")
     return type_
