@@ -158,3 +158,27 @@ async def test_collaborators_never_write(biobank) -> None:
     r = await client.put("/fhir/Patient/S01", json={"resourceType": "Patient", "id": "S01"},
                          headers={"Content-Type": "application/fhir+json"})
     assert r.status_code == 403
+
+
+@pytest.mark.parametrize("who,expected", [
+    (principal("internal"), set(SUBJECTS)),
+    (principal("external"), EXTERNAL_VISIBLE),
+    (principal("external", commercial=True), COMMERCIAL_VISIBLE),
+])
+async def test_search_and_includes_follow_the_same_rules(biobank, who: Principal, expected: set[str]) -> None:
+    client, current = biobank
+    current["p"] = who
+    found = (await client.get("/fhir/Specimen?_count=100&_total=accurate")).json()
+    assert {e["resource"]["subject"]["reference"][8:] for e in found["entry"]} == expected
+    assert found["total"] == len(expected)
+    included = (await client.get("/fhir/Specimen?_include=Specimen:subject&_count=100")).json()
+    patients = {e["resource"]["id"] for e in included["entry"] if e["search"]["mode"] == "include"}
+    assert patients == expected
+    reverse = (await client.get("/fhir/Patient?_revinclude=Specimen:subject&_count=100")).json()
+    specimens = {e["resource"]["subject"]["reference"][8:] for e in reverse["entry"]
+                 if e["resource"]["resourceType"] == "Specimen"}
+    assert specimens == expected
+    assert {e["resource"]["id"] for e in reverse["entry"] if e["search"]["mode"] == "match"} == expected
+    count = (await client.get("/fhir/Consent?_summary=count")).json()
+    consents_visible = sum(len(c) for pid, c in SUBJECTS.items() if pid in expected)
+    assert count["total"] == consents_visible
