@@ -28,6 +28,7 @@ from gateway.bulk.ndjson import NdjsonParts
 from gateway.bulk.request import warning_outcomes
 from gateway.bulk.selection import Selection, select
 from gateway.fhir.instant import now_us
+from gateway.observability import metrics
 from gateway.search.engine import SearchEngine
 from gateway.store import Store, StoredResource
 
@@ -82,6 +83,7 @@ class Runner:
         async with self.store.transaction() as tx:
             if await self.jobs.finish(tx.conn, job.id, self.owner, status, self._expiry(), error):
                 await tx.create(audit.audit_event(job, files, outcome, description))
+                metrics.export_job(status)
 
     async def _fail(self, job: Job, reason: str) -> None:
         await self._end(job, "failed", "8", reason, reason)

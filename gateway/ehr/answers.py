@@ -21,6 +21,7 @@ import orjson
 
 from gateway.cache import Cache
 from gateway.ehr.client import EhrClient, Upstream
+from gateway.observability import metrics
 
 Build = Callable[[Upstream], Awaitable[dict[str, Any]]]
 
@@ -63,7 +64,9 @@ class AnswerCache:
         `bypass` (the client's `Cache-Control: no-cache`) asks the EHR whatever is cached."""
         key = self.key(audience, ref, params)
         cached = None if bypass else await self._load(key)
-        if cached is not None and cached.fresh_until > self.clock():
+        fresh = cached is not None and cached.fresh_until > self.clock()
+        metrics.cache_lookup("ehr-answers", fresh)
+        if fresh:
             return cached.payload, "hit"
         answer = await self.client.get(ref, params, etag=cached.etag if cached else None)
         if answer.status == 304 and cached is not None:

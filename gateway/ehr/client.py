@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -23,6 +24,7 @@ from gateway.ehr.auth import BackendAuth
 from gateway.ehr.breaker import BreakerOpen, CircuitBreaker
 from gateway.ehr.config import EhrConfig
 from gateway.fhir.errors import FhirError
+from gateway.observability import metrics
 
 FHIR_JSON = "application/fhir+json"
 
@@ -69,14 +71,18 @@ class EhrClient:
             probe = await self.breaker.enter()
         except BreakerOpen as exc:
             raise failures.circuit_open(exc.retry_after) from exc
+        started = time.perf_counter()
         try:
             response = await self._authorised_get(self.url(ref), params, etag, authed)
         except failures.UpstreamFailure:
+            metrics.upstream_latency("get", "failure", time.perf_counter() - started)
             await self.breaker.failed(probe)
             raise
         except FhirError:
+            metrics.upstream_latency("get", "refused", time.perf_counter() - started)
             await self.breaker.succeeded(probe)  # the EHR answered, if not usefully: it is up
             raise
+        metrics.upstream_latency("get", str(response.status_code), time.perf_counter() - started)
         await self.breaker.succeeded(probe)
         return _answer(response)
 

@@ -33,6 +33,7 @@ from gateway.ingest.mapping import LOAD_ORDER, Mappings, RecordMapping, load_map
 from gateway.ingest.report import LoadReport
 from gateway.ingest.sources import RawRow, Table, open_source
 from gateway.ingest.values import LOCAL_ZONE, Reject, as_instant, parse_when
+from gateway.observability import metrics
 
 BATCH = 2000
 """Resources per transaction: large enough to amortise a commit, small enough to redo."""
@@ -440,6 +441,9 @@ async def load(store: Store, source: str, since: datetime | None = None, report_
     finally:
         if bar is not None:
             bar.stop()
+    for record_set, counts in report.record_sets.items():
+        for outcome in ("created", "updated", "unchanged", "rejected"):
+            metrics.ingest_rows(record_set, outcome, getattr(counts, outcome))
     if report_path is not None:
         report.write(report_path)
     return report

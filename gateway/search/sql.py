@@ -12,6 +12,7 @@ all filtered by the database — nothing is counted or joined that the principal
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,6 +20,7 @@ from typing import Any
 from gateway.access.gate import Restriction
 from gateway.fhir.errors import FhirError
 from gateway.fhir.instant import now_us
+from gateway.observability import metrics
 from gateway.search.query import Chain, Clause, Criterion, Has, Missing, Range, Ref, SortKey, Text, Token
 from gateway.search.values import HIGHEST, LOWEST
 from gateway.store import StoredResource
@@ -58,7 +60,10 @@ async def fetch(db: Database, sql: str, params: Sequence[Any]) -> list[Row]:
     """Run a search statement. On PostgreSQL the pool plans every statement for its values
     (`plan_cache_mode = force_custom_plan`, gateway/store/database.py): a generic plan cannot
     see that `status=available` matches 70% of specimens and `identifier=X` one."""
-    return await db.fetchall(sql, params)
+    started = time.perf_counter()
+    rows = await db.fetchall(sql, params)
+    metrics.store_latency("search", time.perf_counter() - started)
+    return rows
 
 
 def stored(row: Row) -> StoredResource:

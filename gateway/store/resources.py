@@ -9,6 +9,7 @@ transaction, so a resource and its index rows commit together or not at all.
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
@@ -19,6 +20,7 @@ import orjson
 
 from gateway.fhir.compartment import patient_of
 from gateway.fhir.instant import now_us, to_instant
+from gateway.observability import metrics
 from gateway.store.database import Connection, Database, IntegrityError, open_database
 from gateway.store.index import indexer
 from gateway.store.index import prepare as prepare_index
@@ -275,7 +277,9 @@ class Store:
             yield Transaction(conn, self.hooks, self.dialect)
 
     async def read(self, type_: str, id_: str) -> StoredResource | None:
+        started = time.perf_counter()
         row = await self.db.fetchone(f"SELECT {_COLS} FROM resources WHERE type = ? AND id = ?", (type_, id_))
+        metrics.store_latency("read", time.perf_counter() - started)
         return _row(row) if row else None
 
     async def read_bytes(self, type_: str, id_: str) -> bytes | None:
