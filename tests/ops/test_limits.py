@@ -63,7 +63,7 @@ def body_routes(routes: list[BaseRoute]) -> list[tuple[str, str]]:
         if (included := getattr(route, "original_router", None)) is not None:
             out += body_routes(included.routes)
         elif isinstance(route, APIRoute):
-            path = route.path
+            path = route.path_format  # without path convertors ({type:stored})
             for param, value in fill.items():
                 path = path.replace(param, value)
             out.extend((method, path) for method in sorted(route.methods & {"POST", "PUT", "PATCH"}))
