@@ -101,6 +101,23 @@ _COMPARE: dict[str, Callable[[Any, Any], bool]] = {
 }
 
 
+class _Target:
+    """What `resolve()` gives here: the type a reference points to (only `is` may look at it)."""
+
+    __slots__ = ("type",)
+
+    def __init__(self, type_: str) -> None:
+        self.type = type_
+
+
+def _reference_type(item: Any) -> str | None:
+    ref = item.get("reference") if isinstance(item, dict) else None
+    if not isinstance(ref, str) or ref.startswith(("urn:", "#")):
+        return None
+    parts = ref.split("/_history/")[0].rstrip("/").split("/")
+    return parts[-2] if len(parts) >= 2 else None
+
+
 class _Compiler:
     """Turns fhirpathpy parse-tree nodes into closures; raises Unsupported for anything else."""
 
@@ -112,6 +129,35 @@ class _Compiler:
 
     def _TermExpression(self, n: dict[str, Any]) -> Fn:
         return self.node(n["children"][0])
+
+    def _UnionExpression(self, n: dict[str, Any]) -> Fn:
+        """`a | b`: the items of both, duplicates once (FHIRPath union)."""
+        left, right = self.node(n["children"][0]), self.node(n["children"][1])
+
+        def run(focus: Collection, root: Collection) -> Collection:
+            out = list(left(focus, root))
+            out.extend(item for item in right(focus, root) if item not in out)
+            return out
+
+        return run
+
+    def _TypeExpression(self, n: dict[str, Any]) -> Fn:
+        """`resolve() is Patient` only (search parameters: references to one type); a reference is
+        judged by its text (`Patient/1`, `.../fhir/Patient/1`), as servers index it, without a read."""
+        left = self.node(n["children"][0])
+        wanted = n["children"][1]["text"].rsplit(".", 1)[-1]
+        if " as " in f" {n.get('text', '')} ":
+            raise Unsupported("as")
+
+        def run(focus: Collection, root: Collection) -> Collection:
+            items = left(focus, root)
+            if not items:  # an unresolvable reference (urn:uuid, contained): `{} is T` is empty
+                return []
+            if len(items) != 1 or not isinstance(items[0], _Target):
+                raise Unsupported("is on something other than one resolved reference")
+            return [items[0].type == wanted]
+
+        return run
 
     def _ParenthesizedTerm(self, n: dict[str, Any]) -> Fn:
         return self.node(n["children"][0])
@@ -164,6 +210,10 @@ class _Compiler:
         return factory(left, *params)
 
     # -- functions ---------------------------------------------------------------------------
+    @staticmethod
+    def _fn_resolve(left: Fn) -> Fn:
+        return lambda focus, root: [_Target(t) for i in left(focus, root) if (t := _reference_type(i))]
+
     @staticmethod
     def _fn_where(left: Fn, criteria: Fn) -> Fn:
         return lambda focus, root: [i for i in left(focus, root) if _truth(criteria([i], root)) is True]
