@@ -51,13 +51,15 @@ def server(target: str, env: dict[str, str], health: str = "/healthz", factory: 
             "--log-level", "warning", "--no-access-log"]
     if factory:
         args.append("--factory")
-    proc = subprocess.Popen(args, env={**os.environ, **env}, cwd=ROOT)
+    log = open(tempfile.mkstemp(prefix="bench-server-", suffix=".log")[1], "wb")  # noqa: SIM115
+    proc = subprocess.Popen(args, env={**os.environ, **env}, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
     try:
         wait_http(f"http://127.0.0.1:{port}{health}")
         yield f"http://127.0.0.1:{port}"
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+        log.close()
 
 
 def cli(env: dict[str, str], *args: str) -> str:

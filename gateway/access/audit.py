@@ -89,7 +89,7 @@ def audit_event(access: Access, at_us: int) -> dict[str, Any]:
 class AuditLog:
     """Queue + background writer."""
 
-    def __init__(self, store: Store, flush_every: float = 0.5, batch: int = 500) -> None:
+    def __init__(self, store: Store, flush_every: float = 0.5, batch: int = 50) -> None:
         self.store = store
         self.flush_every = flush_every
         self.batch = batch
@@ -116,6 +116,7 @@ class AuditLog:
                 written += len(events)
             except Exception:  # the audit writer must outlive a failing database; the events are logged
                 log.exception("audit events not written", count=len(events))
+            await asyncio.sleep(0)  # small batches, yielding between them: SQLite writes block the loop
         return written
 
     async def stop(self) -> None:
