@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TextIO
 from urllib.parse import unquote
 
 import orjson
@@ -75,7 +75,9 @@ def _header_name(text: str) -> str:
 
 
 @dataclass
-class CsvTable:
+class _FileTable:
+    """A record set in one file, read in chunks of rows; subclasses say how rows come out of the file."""
+
     record_set: str
     path: Path
     warn: Warn
@@ -87,61 +89,48 @@ class CsvTable:
         return self.path.name
 
     async def chunks(self, size: int = CHUNK) -> AsyncIterator[list[RawRow]]:
-        for chunk in self._read(size):
-            yield chunk
-
-    def _read(self, size: int) -> Iterator[list[RawRow]]:
         if self._encoding is None:
             self._encoding = detect_encoding(self.path, self.warn)
+        chunk: list[RawRow] = []
         # cp1252 leaves five bytes undefined; those become U+FFFD rather than stop the load.
-        with self.path.open(encoding=self._encoding, errors="replace", newline="") as handle:
-            reader = csv.reader(handle)
-            header = next(reader, None)
-            self.columns = [_header_name(name) for name in header] if header else []
-            width, last, chunk = len(self.columns), reader.line_num, []
-            for cells in reader:
-                line, last = last + 1, reader.line_num
-                if not any(cell.strip() for cell in cells):
-                    continue
-                error = f"{len(cells)} cells but the header has {width}" if len(cells) > width else None
-                chunk.append(RawRow(line, {k: v.strip() for k, v in zip(self.columns, cells, strict=False)}, error))
+        with self.path.open(encoding=self._encoding, errors="replace", newline=self._newline) as handle:
+            for row in self._rows(handle):
+                chunk.append(row)
                 if len(chunk) >= size:
                     yield chunk
                     chunk = []
-            if chunk:
-                yield chunk
+        if chunk:
+            yield chunk
+
+    _newline: str | None = field(default=None, init=False, repr=False)
+
+    def _rows(self, handle: TextIO) -> Iterator[RawRow]:
+        raise NotImplementedError
 
 
 @dataclass
-class NdjsonTable:
-    record_set: str
-    path: Path
-    warn: Warn
-    columns: list[str] | None = None
-    _encoding: str | None = field(default=None, repr=False)
+class CsvTable(_FileTable):
+    _newline: str | None = field(default="", init=False, repr=False)
 
-    @property
-    def location(self) -> str:
-        return self.path.name
+    def _rows(self, handle: TextIO) -> Iterator[RawRow]:
+        reader = csv.reader(handle)
+        header = next(reader, None)
+        self.columns = [_header_name(name) for name in header] if header else []
+        width, last = len(self.columns), reader.line_num
+        for cells in reader:
+            line, last = last + 1, reader.line_num
+            if not any(cell.strip() for cell in cells):
+                continue
+            error = f"{len(cells)} cells but the header has {width}" if len(cells) > width else None
+            yield RawRow(line, {k: v.strip() for k, v in zip(self.columns, cells, strict=False)}, error)
 
-    async def chunks(self, size: int = CHUNK) -> AsyncIterator[list[RawRow]]:
-        for chunk in self._read(size):
-            yield chunk
 
-    def _read(self, size: int) -> Iterator[list[RawRow]]:
-        if self._encoding is None:
-            self._encoding = detect_encoding(self.path, self.warn)
-        with self.path.open(encoding=self._encoding, errors="replace") as handle:
-            chunk = []
-            for line, text in enumerate(handle, start=1):
-                if not text.strip():
-                    continue
-                chunk.append(_json_row(line, text))
-                if len(chunk) >= size:
-                    yield chunk
-                    chunk = []
-            if chunk:
-                yield chunk
+@dataclass
+class NdjsonTable(_FileTable):
+    def _rows(self, handle: TextIO) -> Iterator[RawRow]:
+        for line, text in enumerate(handle, start=1):
+            if text.strip():
+                yield _json_row(line, text)
 
 
 def _json_row(line: int, text: str) -> RawRow:
