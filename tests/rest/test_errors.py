@@ -123,3 +123,19 @@ async def test_bad_ids_are_400(app_client: httpx.AsyncClient) -> None:
                              headers=FHIR)
     assert r.status_code == 400
     assert outcome(r)["issue"][0]["expression"] == ["Patient.id"]
+
+
+async def test_profile_violation_is_422_naming_the_element(app_client: httpx.AsyncClient) -> None:
+    claimed = {"resourceType": "Specimen", "status": "available",
+               "meta": {"profile": ["https://biobank.massgeneral.org/fhir/StructureDefinition/BiobankSpecimen"]}}
+    r = await app_client.post("/fhir/Specimen", json=claimed, headers=FHIR)
+    assert r.status_code == 422
+    issues = outcome(r)["issue"]
+    assert any(i["severity"] == "error" and i.get("expression") for i in issues)
+    assert (await app_client.get("/fhir/Specimen/_history?_count=0")).json()["total"] == 0
+
+
+async def test_unknown_code_in_a_required_binding_is_422(app_client: httpx.AsyncClient) -> None:
+    r = await app_client.post("/fhir/Specimen", json={"resourceType": "Specimen", "status": "lost"}, headers=FHIR)
+    assert r.status_code == 422
+    assert outcome(r)["issue"][0]["expression"] == ["Specimen.status"]
