@@ -6,6 +6,7 @@ prints its figures beside a baseline measured in the same run on the same machin
 
 from __future__ import annotations
 
+import argparse
 import os
 import re
 import shutil
@@ -147,6 +148,15 @@ def print_table(title: str, rows: list[tuple[str, dict[str, float]]], baseline: 
     for name, f in rows:
         print(f"{name:<44} {f['rps']:>9.0f} {f['p50']:>8.2f} {f['p99']:>8.2f} {f['rps'] / base:>22.2f}"
               + (f"  ({f['non2xx']:.0f} non-2xx!)" if f.get("non2xx") else ""))
+
+
+def arguments(doc: str | None) -> argparse.ArgumentParser:
+    """The options the HTTP benchmarks share: data size, seconds per run, engines."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--specimens", type=int, default=100_000)
+    parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--engines", default="sqlite,postgresql")
+    return parser
 
 
 def bytes_app(answer: Any) -> Any:

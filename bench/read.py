@@ -10,7 +10,6 @@ Target: the gateway at >= 0.5 of (a) on SQLite and on PostgreSQL.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
 import sys
@@ -20,7 +19,7 @@ import asyncpg
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import ROOT, cli, print_table, server, specimen, wrk
+from bench.common import ROOT, arguments, cli, print_table, server, specimen, wrk
 from gateway.runtime import open_store
 from gateway.settings import Settings
 
@@ -61,11 +60,7 @@ def token_for(env: dict[str, str]) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--specimens", type=int, default=100_000)
-    parser.add_argument("--seconds", type=int, default=10)
-    parser.add_argument("--engines", default="sqlite,postgresql")
-    args = parser.parse_args()
+    args = arguments(__doc__).parse_args()
     DATA.mkdir(parents=True, exist_ok=True)
     sqlite_file = DATA / f"read-{args.specimens}.db"
     urls = {"sqlite": f"sqlite:///{sqlite_file}"}

@@ -14,7 +14,6 @@ Target on PostgreSQL: p50 <= 10 ms, p99 <= 50 ms.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import os
 import random
@@ -29,7 +28,7 @@ import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import ROOT, bytes_app, print_table, server, specimen, wrk_script
+from bench.common import ROOT, arguments, bytes_app, print_table, server, specimen, wrk_script
 from bench.read import pg_database
 from gateway.access.gate import Restriction
 from gateway.search.engine import SearchEngine
@@ -172,11 +171,7 @@ async def explain(url: str, examples: dict[str, str]) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--specimens", type=int, default=100_000)
-    parser.add_argument("--seconds", type=int, default=10)
-    parser.add_argument("--engines", default="sqlite,postgresql")
-    args = parser.parse_args()
+    args = arguments(__doc__).parse_args()
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is needed for this benchmark: apt-get install wrk")
     DATA.mkdir(parents=True, exist_ok=True)

@@ -13,6 +13,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import jwt
@@ -114,8 +115,9 @@ async def test_backend_services_flow_end_to_end_with_plain_httpx_and_pyjwt(tmp_p
         assert (await http.get("/fhir/Specimen/none")).status_code == 401
 
 
-async def test_two_processes_sharing_redis_refuse_an_assertion_replayed_across_them(
-        tmp_path: Path, servers: list[Server], redis_url: str, redis_prefix: str) -> None:
+async def _two_processes(tmp_path: Path, servers: list[Server], redis_url: str, redis_prefix: str
+                         ) -> tuple[Server, Server, tuple[str, Any, str], str]:
+    """Two gateway processes on one store and one Redis, a backend client, and the first one's token URL."""
     first_port, second_port = free_port(), free_port()
     env = _env(tmp_path, f"http://127.0.0.1:{first_port}/fhir", GATEWAY_REDIS_URL=redis_url,
                GATEWAY_REDIS_PREFIX=redis_prefix)
@@ -123,6 +125,13 @@ async def test_two_processes_sharing_redis_refuse_an_assertion_replayed_across_t
     first = await start(servers, env, first_port)
     second = await start(servers, env, second_port)
     token_url = f"http://127.0.0.1:{first_port}/auth/token"
+    return first, second, (client_id, key, kid), token_url
+
+
+async def test_two_processes_sharing_redis_refuse_an_assertion_replayed_across_them(
+        tmp_path: Path, servers: list[Server], redis_url: str, redis_prefix: str) -> None:
+    first, second, (client_id, key, kid), token_url = await _two_processes(tmp_path, servers, redis_url,
+                                                                           redis_prefix)
     signed = signed_assertion(client_id, key, kid, token_url)
     async with httpx.AsyncClient() as http:
         ok = await http.post(f"{first.url}/auth/token", data=token_form(signed))
@@ -138,13 +147,8 @@ async def test_two_processes_sharing_redis_refuse_an_assertion_replayed_across_t
 
 async def test_revocation_on_one_process_is_enforced_by_the_other(
         tmp_path: Path, servers: list[Server], redis_url: str, redis_prefix: str) -> None:
-    first_port, second_port = free_port(), free_port()
-    env = _env(tmp_path, f"http://127.0.0.1:{first_port}/fhir", GATEWAY_REDIS_URL=redis_url,
-               GATEWAY_REDIS_PREFIX=redis_prefix)
-    client_id, key, kid = register_backend(env, tmp_path)
-    first = await start(servers, env, first_port)
-    second = await start(servers, env, second_port)
-    token_url = f"http://127.0.0.1:{first_port}/auth/token"
+    first, second, (client_id, key, kid), token_url = await _two_processes(tmp_path, servers, redis_url,
+                                                                           redis_prefix)
     async with httpx.AsyncClient() as http:
         token = (await http.post(token_url, data=token_form(signed_assertion(client_id, key, kid, token_url)))
                  ).json()["access_token"]
