@@ -83,7 +83,8 @@ class Cache:
 class MemoryCache(Cache):
     """One process's state: the backend of a single instance, and the fallback while Redis is down.
 
-    Bounded: beyond `max_entries` keys the least recently written ones are dropped.
+    Bounded, least recently used first out: beyond `max_entries` keys the entries least recently
+    read or written are dropped, so a hot EHR answer survives a burst of one-off lookups.
     """
 
     def __init__(self, max_entries: int = 100_000) -> None:
@@ -100,6 +101,7 @@ class MemoryCache(Cache):
         if expires is not None and expires <= time.monotonic():
             del self._data[key]
             return None
+        self._data.move_to_end(key)
         return value
 
     def _store(self, key: str, value: bytes, ttl: float | None, expires: float | None = None) -> None:

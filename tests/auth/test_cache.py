@@ -68,3 +68,15 @@ async def test_redis_down_raises_and_the_resilient_view_falls_back() -> None:
     await resilient.set("k", b"v")
     assert await resilient.get("k") == b"v"
     await down.close()
+
+
+async def test_memory_cache_evicts_the_least_recently_used_entry() -> None:
+    """Without Redis the EHR answer cache is this LRU: a key read recently outlives older ones."""
+    cache = MemoryCache(max_entries=2)
+    await cache.set("hot", b"1")
+    await cache.set("cold", b"2")
+    assert await cache.get("hot") == b"1"  # now the most recently used
+    await cache.set("new", b"3")
+    assert await cache.get("cold") is None
+    assert await cache.get("hot") == b"1"
+    assert await cache.get("new") == b"3"
