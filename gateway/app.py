@@ -7,7 +7,6 @@ from contextlib import asynccontextmanager
 
 import httpx
 from fastapi import FastAPI
-from starlette.middleware.gzip import GZipMiddleware
 
 from gateway import __version__
 from gateway.access.audit import AuditLog
@@ -15,6 +14,7 @@ from gateway.access.authenticate import make_authenticator, trusted_issuers
 from gateway.access.gate import Gate
 from gateway.api import errors, health
 from gateway.api.audit import AuditMiddleware
+from gateway.api.compression import Gzip
 from gateway.api.context import Operation, Services
 from gateway.api.interactions import (
     availability,
@@ -93,7 +93,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.ehr = EhrService.open(EhrConfig.from_settings(settings), store, cache) \
             if settings.ehr_base_url else None
         app.state.audit = AuditLog(store)
-        app.state.audit.start()
+        await app.state.audit.start()
         try:
             yield
         finally:
@@ -109,7 +109,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                   redoc_url=None, openapi_url=None)
     errors.install(app)
     app.add_middleware(AuditMiddleware)
-    app.add_middleware(GZipMiddleware, minimum_size=1024)
+    app.add_middleware(Gzip, minimum_size=1024)
     app.add_middleware(RegisteredOriginsCORS)
     app.add_middleware(BodySizeLimit, limit=settings.max_body_bytes)
     app.add_middleware(ObserveRequests)  # outermost: its duration and request id cover everything

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import logging
 import sys
+from datetime import UTC, datetime
+from typing import Any
 
 import orjson
 import structlog
@@ -66,3 +68,18 @@ def configure_logging(level: str = "info") -> None:
     logging.getLogger("uvicorn.access").disabled = True  # ObserveRequests writes the request line instead
     for name, quiet in _QUIET.items():
         logging.getLogger(name).setLevel(quiet)
+
+
+def write_line(logger: logging.Logger, event: str, fields: dict[str, Any]) -> None:
+    """One INFO line of `logger`, in the shape the handler above gives every line, written directly.
+
+    For the line written on every request: the logging chain (a LogRecord, frame lookup,
+    processors, formatter) costs ~50 us a line, a tenth of a read; this costs ~5 us. Level
+    filtering is kept; the line goes to stdout like the others, flushed the same way.
+    """
+    if not logger.isEnabledFor(logging.INFO):
+        return
+    line = {"event": event, **fields, "level": "info", "logger": logger.name,
+            "timestamp": datetime.now(UTC).isoformat().replace("+00:00", "Z")}
+    sys.stdout.write(orjson.dumps(line, default=str).decode() + "\n")
+    sys.stdout.flush()

@@ -16,6 +16,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -49,15 +50,28 @@ BREAKER = Gauge("gateway_ehr_breaker_state", "EHR circuit breaker: 0 closed, 1 h
                 multiprocess_mode="mostrecent")
 
 
+_REQUEST_CHILDREN: dict[tuple[str, int], tuple[Any, Any]] = {}
+_STORE_CHILDREN: dict[str, Any] = {}
+"""Labelled children by label values, looked up once: `labels()` costs more than the sample itself
+on the per-request path, and the label sets are small and fixed (route names, status codes)."""
+
+
 def request(interaction: str, status: int, seconds: float) -> None:
     """One answered HTTP request (ObserveRequests calls this for every request)."""
-    REQUESTS.labels(interaction, str(status)).inc()
-    REQUEST_SECONDS.labels(interaction, str(status)).observe(seconds)
+    children = _REQUEST_CHILDREN.get((interaction, status))
+    if children is None:
+        children = _REQUEST_CHILDREN[interaction, status] = (REQUESTS.labels(interaction, str(status)),
+                                                             REQUEST_SECONDS.labels(interaction, str(status)))
+    children[0].inc()
+    children[1].observe(seconds)
 
 
 def store_latency(operation: str, seconds: float) -> None:
     """A store operation such as `read`, `search`, `transaction`."""
-    STORE_SECONDS.labels(operation).observe(seconds)
+    child = _STORE_CHILDREN.get(operation)
+    if child is None:
+        child = _STORE_CHILDREN[operation] = STORE_SECONDS.labels(operation)
+    child.observe(seconds)
 
 
 def upstream_latency(interaction: str, outcome: str, seconds: float) -> None:

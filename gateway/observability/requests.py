@@ -9,6 +9,7 @@ reaches it through the request state that `identified` fills once authentication
 
 from __future__ import annotations
 
+import logging
 import re
 import time
 import uuid
@@ -22,8 +23,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway.access.principal import Principal
 from gateway.observability import metrics
+from gateway.observability.logs import write_line
 
-log = structlog.get_logger("gateway.request")
+log = logging.getLogger("gateway.request")
 
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 _RESOURCE_TYPE = re.compile(r"[A-Z][A-Za-z]{1,63}")
@@ -85,19 +87,21 @@ class ObserveRequests:
         try:
             await self.app(scope, receive, send_with_id)
         finally:
-            self._record(scope, state, answer["status"], answer["challenge"], time.perf_counter() - start)
+            self._record(scope, state, request_id, answer["status"], answer["challenge"], time.perf_counter() - start)
         # Unbound only on success: an unhandled error is logged by Starlette's outermost middleware,
         # outside this one, and that line needs the id too (each request runs in its own task).
         structlog.contextvars.reset_contextvars(**bound)
 
     @staticmethod
-    def _record(scope: Scope, state: dict[str, Any], status: int, challenge: str | None, seconds: float) -> None:
+    def _record(scope: Scope, state: dict[str, Any], request_id: str, status: int, challenge: str | None,
+                seconds: float) -> None:
         route = scope.get("route")
         interaction = getattr(route, "name", None) or "unmatched"
         metrics.request(interaction, status, seconds)
         if reason := _auth_failure(status, challenge, interaction):
             metrics.auth_failure(reason)
         type_ = scope.get("path_params", {}).get("type")
-        log.info("request", method=scope["method"], interaction=interaction,
-                 route=getattr(route, "path", None), type=type_ if type_ and _RESOURCE_TYPE.fullmatch(type_) else None,
-                 status=status, duration_ms=round(seconds * 1000, 2), client_id=state.get(CLIENT_ID))
+        write_line(log, "request", {
+            "method": scope["method"], "interaction": interaction, "route": getattr(route, "path", None),
+            "type": type_ if type_ and _RESOURCE_TYPE.fullmatch(type_) else None, "status": status,
+            "duration_ms": round(seconds * 1000, 2), "client_id": state.get(CLIENT_ID), "request_id": request_id})

@@ -87,3 +87,23 @@ consent_state = Table(
 write hook in the same transaction as the Consent write, so every instance sees a withdrawal
 on its very next request. Time-dependent parts (expiry, withdrawal date) are kept as instants
 and compared with the request's time, never precomputed."""
+
+audit_queue = Table(
+    "audit_queue",
+    metadata,
+    Column("seq", _Seq, primary_key=True, autoincrement=True),
+    Column("recorded_us", BigInteger, nullable=False),
+    Column("client_id", String(256), nullable=False),
+    Column("audience", String(16), nullable=False),
+    Column("interaction", String(64), nullable=False),
+    Column("method", String(8), nullable=False),
+    Column("path", String, nullable=False),
+    Column("query", String, nullable=False),
+    Column("status", Integer, nullable=False),
+    Column("released", String, nullable=False, doc="space-separated Type/id, at most 200"),
+    Column("released_count", Integer, nullable=False),
+    Column("address", String(64), nullable=True),
+)
+"""Accesses recorded but not yet turned into AuditEvent resources (see gateway/access/audit.py):
+a compact, append-only row per request, so the request pays microseconds and the audit trail
+is durable as soon as the batch is written."""

@@ -13,13 +13,11 @@ FHIR = {"Content-Type": "application/fhir+json"}
 
 
 async def audit_events(client: httpx.AsyncClient) -> list[dict]:
-    app = client.app  # type: ignore[attr-defined]
-    await app.state.audit.flush()
-    rows = await app.state.services.store.db.fetchall(
-        "SELECT content FROM resources WHERE type = 'AuditEvent' ORDER BY ts")
-    import orjson
-
-    return [orjson.loads(bytes(r[0])) for r in rows]
+    """What an internal auditor finds, oldest first, leaving out the auditor's own searches."""
+    query = "/fhir/AuditEvent?_count=1000&_sort=date"
+    bundle = (await client.get(query)).json()
+    events = [e["resource"] for e in bundle.get("entry", [])]
+    return [e for e in events if base64.b64decode(e["entity"][-1]["query"]).decode() != query]
 
 
 async def test_a_read_produces_exactly_one_audit_event(app_client: httpx.AsyncClient) -> None:
@@ -60,3 +58,29 @@ async def test_external_principals_never_read_audit_events(app_client: httpx.Asy
     assert r.status_code == 404
     history = (await app_client.get("/fhir/_history?_count=1000")).json()
     assert not [e for e in history.get("entry", []) if e["resource"]["resourceType"] == "AuditEvent"]
+
+
+async def test_accesses_are_durable_before_they_become_audit_events(app_client: httpx.AsyncClient) -> None:
+    """A read is first a row of the durable audit queue; the auditor's query turns it into an AuditEvent."""
+    app = app_client.app  # type: ignore[attr-defined]
+    store = app.state.services.store
+    await app_client.put("/fhir/Patient/p2", json={"resourceType": "Patient", "id": "p2"}, headers=FHIR)
+    await audit_events(app_client)
+    assert (await app_client.get("/fhir/Patient/p2")).status_code == 200
+    await app.state.audit.write()
+    queued = await store.db.fetchall("SELECT interaction, released FROM audit_queue")
+    assert ("read", "Patient/p2") in queued
+    reads = [e for e in await audit_events(app_client) if e["subtype"][0]["code"] == "read"
+             and {"reference": "Patient/p2"} in [x.get("what") for x in e["entity"]]]
+    assert len(reads) == 1
+    assert await store.db.fetchall("SELECT seq FROM audit_queue WHERE interaction = 'read'") == []
+
+
+async def test_revinclude_of_audit_events_sees_the_latest_accesses(app_client: httpx.AsyncClient) -> None:
+    """`_revinclude=AuditEvent:entity` from a Patient search: the reads just made are included."""
+    await app_client.put("/fhir/Patient/p3", json={"resourceType": "Patient", "id": "p3"}, headers=FHIR)
+    for _ in range(2):
+        assert (await app_client.get("/fhir/Patient/p3")).status_code == 200
+    bundle = (await app_client.get("/fhir/Patient?_id=p3&_revinclude=AuditEvent:entity")).json()
+    included = [e["resource"] for e in bundle["entry"] if e["search"]["mode"] == "include"]
+    assert sum(e["subtype"][0]["code"] == "read" for e in included) == 2
