@@ -278,7 +278,7 @@ class Store:
 
     async def read(self, type_: str, id_: str) -> StoredResource | None:
         started = time.perf_counter()
-        row = await self.db.fetchone(f"SELECT {_COLS} FROM resources WHERE type = ? AND id = ?", (type_, id_))
+        row = await self.db.fetch_point(f"SELECT {_COLS} FROM resources WHERE type = ? AND id = ?", (type_, id_))
         metrics.store_latency("read", time.perf_counter() - started)
         return _row(row) if row else None
 
@@ -287,7 +287,7 @@ class Store:
         return None if found is None or found.deleted else found.content
 
     async def vread(self, type_: str, id_: str, version: int) -> StoredResource | None:
-        row = await self.db.fetchone(
+        row = await self.db.fetch_point(
             f"SELECT {_COLS}, method FROM resource_versions WHERE type = ? AND id = ? AND version = ?",
             (type_, id_, version),
         )
