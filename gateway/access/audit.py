@@ -127,7 +127,7 @@ def _event_of(row: Row) -> dict[str, Any]:
 class AuditLog:
     """The two steps above, and the background task that drives them."""
 
-    def __init__(self, store: Store, flush_every: float = 0.5, batch: int = 200, idle_after: float = 1.0,
+    def __init__(self, store: Store, flush_every: float = 0.5, batch: int = 50, idle_after: float = 1.0,
                  backlog: int = 50_000) -> None:
         self.store = store
         self.flush_every = flush_every

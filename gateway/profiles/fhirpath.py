@@ -62,6 +62,18 @@ def _lazy_reference(expression: str) -> Compiled:
     return run
 
 
+CHOICE_NAMES = frozenset(path.rsplit(".", 1)[1] for path in models["r4"]["choiceTypePaths"])
+"""Names of R4 choice elements (`value[x]`, `collected[x]`, ...): only these can appear in JSON
+under a typed name (`valueCoding`), so only for these must a missing key send us looking."""
+
+
+def _plain_children(item: Any, name: str) -> Collection:
+    value = item.get(name) if isinstance(item, dict) else None
+    if value is None:
+        return []
+    return value if isinstance(value, list) else [value]
+
+
 def _children(item: Any, name: str) -> Collection:
     if not isinstance(item, dict):
         return []
@@ -196,7 +208,8 @@ class _Compiler:
 
     @staticmethod
     def _member(name: str) -> Fn:
-        return lambda focus, root: [c for item in focus for c in _children(item, name)]
+        children = _children if name in CHOICE_NAMES else _plain_children
+        return lambda focus, root: [c for item in focus for c in children(item, name)]
 
     def _invocation(self, inv: dict[str, Any], left: Fn) -> Fn:
         if inv["type"] != "FunctionInvocation":
