@@ -94,7 +94,9 @@ def wrk_script(base: str, lua: str, seconds: int = 10, connections: int = 16) ->
         raise SystemExit("wrk is needed for this benchmark: apt-get install wrk")
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
         script.write(lua)
-    out = subprocess.run(["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", script.name, base],
+    threads = min(2, connections)  # wrk needs a connection per thread (c=1 measures service time)
+    out = subprocess.run(["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", script.name,
+                          base],
                          check=True, capture_output=True, text=True).stdout
     os.unlink(script.name)
     figures = {"rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))}  # type: ignore[union-attr]

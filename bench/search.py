@@ -2,14 +2,18 @@
 
 N stored Specimens (default 100k) with their subjects (Patients), consents, enrolments
 (ResearchSubjects) and studies, written straight through the store's `put_many` (so the
-search index is built the way every write builds it). One uvicorn worker per engine, wrk at
-concurrency 16, single-page queries of five kinds — token+token, date range, chained,
-`_include`, chained + `_include` — each alone and all mixed; beside them, in the same run,
-a bare ASGI app returning the very same response bytes (the ceiling). Then the EXPLAIN of
-every kind's page query, to show the indexes at work.
+search index is built the way every write builds it). Single-page queries of five kinds —
+token+token, date range, chained, `_include`, chained + `_include` — each alone and all mixed:
+
+1. in-process, per search: microseconds through the ASGI app, split into database and Python;
+2. one uvicorn worker, wrk at concurrency 1 (service time) and 16 (at c=16 on one worker, p50 is
+   about 16 / throughput), beside a bare ASGI app returning the very same bytes (the ceiling);
+3. the EXPLAIN of every kind's page statement: the indexes it uses (`--explain`: the whole plan).
+
 Target on PostgreSQL: p50 <= 10 ms, p99 <= 50 ms.
 
     .venv/bin/python bench/search.py [--specimens 100000] [--seconds 10] [--engines sqlite,postgresql]
+                                     [--explain] [--in-process]
 """
 
 from __future__ import annotations
@@ -17,8 +21,11 @@ from __future__ import annotations
 import asyncio
 import os
 import random
+import re
 import shutil
 import sys
+import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
@@ -31,8 +38,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.common import ROOT, arguments, bytes_app, print_table, server, specimen, wrk_script
 from bench.read import pg_database
 from gateway.access.gate import Restriction
+from gateway.app import create_app
 from gateway.search.engine import SearchEngine
 from gateway.served import STORED_TYPES
+from gateway.settings import Settings
 from gateway.store import Store
 
 DATA = ROOT / "bench" / ".data"
@@ -150,29 +159,93 @@ def capture(base: str, paths: list[str]) -> dict[str, str]:
     return out
 
 
-async def explain(url: str, examples: dict[str, str]) -> None:
-    """EXPLAIN (PostgreSQL: ANALYZE) of each kind's page query, as the engine compiles it."""
+def _pg_indexes(plan: dict[str, Any]) -> list[str]:
+    own = [f"{plan['Node Type']} {plan['Index Name']}"] if "Index Name" in plan else []
+    return own + [name for child in plan.get("Plans", []) for name in _pg_indexes(child)]
+
+
+_SQLITE_INDEX = re.compile(r"(?:SEARCH|SCAN) (\w+).*?(?:USING (?:COVERING )?INDEX (\w+)|USING (PRIMARY KEY))?(?: \(|$)")
+
+
+async def explain(url: str, examples: dict[str, str], full: bool) -> None:
+    """The page statement of each kind, as the engine writes it (probes decided on the data), with the
+    indexes the engine's plan uses — PostgreSQL: EXPLAIN ANALYZE, with planning and execution time."""
     store = await Store.open(url)
     engine = SearchEngine(store)
     everything = Restriction(frozenset(STORED_TYPES))
+    print(f"\nEXPLAIN of each kind's page statement on {store.dialect}:")
     try:
         for kind, path in examples.items():
             parts = urlsplit(path)
             query = engine.parse(parts.path.rsplit("/", 1)[-1], parse_qsl(parts.query), strict=True)
-            statement = engine.statement(query, everything, await engine.probed(query, everything))
-            params = [*statement.params, query.count + 1]
-            prefix = "EXPLAIN (ANALYZE, COSTS OFF) " if store.dialect == "postgresql" else "EXPLAIN QUERY PLAN "
-            rows = await store.db.fetchall(prefix + statement.text, params)
-            print(f"\n-- {kind}: {path}")
-            for row in rows:
-                print("   ", row[0] if store.dialect == "postgresql" else f"{'  ' * (row[1] > 0)}{row[-1]}")
+            statement = await engine.page_statement([query], everything, query.count + 1)
+            print(f"-- {kind}: {path}")
+            if store.dialect == "postgresql":
+                rows = await store.db.fetchall("EXPLAIN (ANALYZE, FORMAT JSON) " + statement.text, statement.params)
+                plan = orjson.loads(rows[0][0])[0]
+                print(f"   planning {plan['Planning Time']:.2f} ms, execution {plan['Execution Time']:.2f} ms; "
+                      f"indexes: {', '.join(_pg_indexes(plan['Plan'])) or 'none'}")
+                if full:
+                    text = await store.db.fetchall("EXPLAIN (ANALYZE, COSTS OFF) " + statement.text, statement.params)
+                    print("\n".join(f"      {row[0]}" for row in text))
+            else:
+                rows = await store.db.fetchall("EXPLAIN QUERY PLAN " + statement.text, statement.params)
+                used = [" ".join(x for x in m.groups() if x) for row in rows if (m := _SQLITE_INDEX.search(row[-1]))]
+                print(f"   indexes: {', '.join(used) or 'none'}")
+                if full:
+                    print("\n".join(f"      {row[-1]}" for row in rows))
     finally:
         await store.close()
 
 
+async def in_process(url: str, kinds: dict[str, list[str]], rounds: int = 3) -> None:
+    """Per search inside this process (no HTTP server, no wrk): microseconds from the ASGI call to its last
+    message (server side: the client's own cost is not counted), and of those the time awaiting the
+    database driver — the rest is Python. Best of `rounds` per kind: the least noisy figure on a shared
+    machine. Logging is at warning level (a search logs one line at info)."""
+    db_seconds, app_seconds = [0.0], [0.0]
+
+    def timed(run: Callable[..., Awaitable[Any]], into: list[float]) -> Callable[..., Awaitable[Any]]:
+        async def call(*args: Any) -> Any:
+            started = time.perf_counter()
+            try:
+                return await run(*args)
+            finally:
+                into[0] += time.perf_counter() - started
+        return call
+
+    app = create_app(Settings(database_url=url, base_url="http://127.0.0.1/fhir", auth_disabled=True,
+                              data_dir=DATA / "gw-search-in-process", log_level="warning"))
+    async with app.router.lifespan_context(app):
+        db = app.state.services.store.db
+        db.fetchall, db.fetchone = timed(db.fetchall, db_seconds), timed(db.fetchone, db_seconds)
+        best: dict[str, tuple[float, float]] = {}
+        transport = httpx.ASGITransport(app=timed(app, app_seconds))
+        async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as client:
+            for paths in kinds.values():  # warm: connections, statement caches, planner statistics
+                for path in paths[:20]:
+                    assert (await client.get(path)).status_code == 200, path
+            for _ in range(rounds):
+                for kind, paths in kinds.items():
+                    db_seconds[0] = app_seconds[0] = 0.0
+                    for path in paths:
+                        await client.get(path, headers={"accept-encoding": "identity"})
+                    total, in_db = app_seconds[0] / len(paths) * 1e6, db_seconds[0] / len(paths) * 1e6
+                    if kind not in best or total < best[kind][0]:
+                        best[kind] = (total, in_db)
+    print(f"\nper search in-process on {db.dialect}, best of {rounds} x {len(next(iter(kinds.values())))}:")
+    print(f"{'kind':<20} {'total us':>9} {'database us':>12} {'python us':>10}")
+    for kind, (total, in_db) in best.items():
+        print(f"{kind:<20} {total:>9.0f} {in_db:>12.0f} {total - in_db:>10.0f}")
+
+
 def main() -> None:
-    args = arguments(__doc__).parse_args()
-    if shutil.which("wrk") is None:
+    parser = arguments(__doc__)
+    parser.add_argument("--explain", action="store_true", help="print the full plans too, not only their indexes")
+    parser.add_argument("--in-process", action="store_true",
+                        help="only the in-process per-search figures (no servers, no wrk)")
+    args = parser.parse_args()
+    if shutil.which("wrk") is None and not args.in_process:
         raise SystemExit("wrk is needed for this benchmark: apt-get install wrk")
     DATA.mkdir(parents=True, exist_ok=True)
     urls = {}
@@ -185,22 +258,27 @@ def main() -> None:
     for engine, url in urls.items():
         print(f"preparing {engine} ...")
         asyncio.run(fill(url, args.specimens))
-        env = {"GATEWAY_DATABASE_URL": url, "GATEWAY_DATA_DIR": str(DATA / f"gw-search-{engine}"),
-               "GATEWAY_BASE_URL": "http://127.0.0.1/fhir", "GATEWAY_AUTH_DISABLED": "1"}
-        rows = []
-        with server("gateway.asgi:app", env) as base:
-            answers = capture(base, mixed)
-            for kind, paths in kinds.items():
-                rows.append((f"gateway, {kind}", wrk_paths(base, paths, args.seconds)))
-            rows.append(("gateway, mixed", wrk_paths(base, mixed, args.seconds)))
-        answers_file = DATA / f"search-answers-{engine}.json"
-        answers_file.write_bytes(orjson.dumps(answers))
-        with server("bench.search:baseline_app", {"BENCH_ANSWERS": str(answers_file)}, health="/",
-                    factory=True) as base:
-            rows.insert(0, ("bare ASGI, same bytes, mixed", wrk_paths(base, mixed, args.seconds)))
-        print_table(f"search on {engine}, {args.specimens} specimens, 1 worker, wrk c=16, {args.seconds}s each",
-                    rows, "bare ASGI, same bytes, mixed")
-        asyncio.run(explain(url, {kind: paths[0] for kind, paths in kinds.items()}))
+        asyncio.run(in_process(url, kinds))
+        if not args.in_process:
+            run_servers(engine, url, kinds, mixed, args.seconds)
+        asyncio.run(explain(url, {kind: paths[0] for kind, paths in kinds.items()}, args.explain))
+
+
+def run_servers(engine: str, url: str, kinds: dict[str, list[str]], mixed: list[str], seconds: int) -> None:
+    """wrk at concurrency 1 (service time) and 16 against one gateway worker, then the bare ASGI ceiling."""
+    env = {"GATEWAY_DATABASE_URL": url, "GATEWAY_DATA_DIR": str(DATA / f"gw-search-{engine}"),
+           "GATEWAY_BASE_URL": "http://127.0.0.1/fhir", "GATEWAY_AUTH_DISABLED": "1"}
+    rows = []
+    with server("gateway.asgi:app", env) as base:
+        answers = capture(base, mixed)
+        for kind, paths in [*kinds.items(), ("mixed", mixed)]:
+            for connections in (1, 16):
+                rows.append((f"gateway, {kind}, c={connections}", wrk_paths(base, paths, seconds, connections)))
+    answers_file = DATA / f"search-answers-{engine}.json"
+    answers_file.write_bytes(orjson.dumps(answers))
+    with server("bench.search:baseline_app", {"BENCH_ANSWERS": str(answers_file)}, health="/", factory=True) as base:
+        rows.insert(0, ("bare ASGI, same bytes, mixed, c=16", wrk_paths(base, mixed, seconds)))
+    print_table(f"search on {engine}, 1 worker, wrk, {seconds}s each", rows, "bare ASGI, same bytes, mixed, c=16")
 
 
 if __name__ == "__main__":

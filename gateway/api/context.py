@@ -36,6 +36,10 @@ class Searcher(Protocol):
         """(searchInclude, searchRevInclude) values for the CapabilityStatement."""
         ...
 
+    def declared_system(self) -> list[dict[str, str]]:
+        """CapabilityStatement `rest.searchParam`: what a search across all types understands."""
+        ...
+
 
 @dataclass(frozen=True)
 class Operation:

@@ -25,7 +25,9 @@ class TypeCapability:
 
 def capability_statement(*, base_url: str, software_version: str, types: list[TypeCapability],
                          system_interactions: set[str], system_operations: list[dict[str, str]],
-                         security: dict[str, Any] | None, date: str) -> dict[str, Any]:
+                         security: dict[str, Any] | None, date: str,
+                         system_search_params: list[dict[str, str]] | None = None) -> dict[str, Any]:
+    """`system_search_params`: the parameters of a search across all types (`rest.searchParam`)."""
     resources = []
     for t in sorted(types, key=lambda t: t.type):
         entry: dict[str, Any] = {"type": t.type}
@@ -55,6 +57,8 @@ def capability_statement(*, base_url: str, software_version: str, types: list[Ty
         rest["security"] = security
     rest["resource"] = resources
     rest["interaction"] = [{"code": c} for c in SYSTEM_INTERACTIONS if c in system_interactions]
+    if system_search_params:
+        rest["searchParam"] = system_search_params
     if system_operations:
         rest["operation"] = system_operations
     return {

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 from gateway.fhir import paging
 from gateway.fhir.errors import FhirError
@@ -72,10 +72,15 @@ def order_by(keys: Sequence[tuple[Sql, bool]], id_column: str, backward: bool) -
 
 def links(base: str, path: str, kept: list[tuple[str, str]], current: str | None, next_: Position | None,
           previous: Position | None) -> list[tuple[str, str]]:
-    """self/first/previous/next, from the public base URL, repeating the parameters that were understood."""
+    """self/first/previous/next, from the public base URL, repeating the parameters that were understood
+    (encoded once: only the page token differs between the links)."""
+    start = f"{base}{path}"
+    query = urlencode(kept)
+
     def url(page: str | None) -> str:
-        params = [*kept, ("_page", page)] if page else kept
-        return f"{base}{path}" + (f"?{urlencode(params)}" if params else "")
+        if not page:
+            return f"{start}?{query}" if query else start
+        return f"{start}?{query}{'&' if query else ''}_page={quote(page, safe='')}"
 
     out = [("self", url(current)), ("first", url(None))]
     if previous is not None:

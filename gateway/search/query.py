@@ -9,6 +9,7 @@ understands the grammar: `,` is OR, a repeated parameter is AND, `\\` escapes `,
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -138,6 +139,8 @@ class _Malformed(ValueError):
 
 def split(text: str, separator: str) -> list[str]:
     """Split on unescaped `separator`, keeping escapes for the next level (`unescape` removes them)."""
+    if "\\" not in text:
+        return text.split(separator)  # the common case, without walking the characters
     parts, current, i = [], [], 0
     while i < len(text):
         c = text[i]
@@ -156,6 +159,8 @@ def split(text: str, separator: str) -> list[str]:
 
 
 def unescape(text: str) -> str:
+    if "\\" not in text:
+        return text
     out, i = [], 0
     while i < len(text):
         if text[i] == "\\" and i + 1 < len(text):
@@ -173,8 +178,12 @@ def _prefixed(text: str) -> tuple[str, str]:
     return "eq", text
 
 
+Change = Callable[[Query], None]
+"""What one request parameter does to a Query (add a criterion, set `_count`, ...)."""
+
+
 class Parser:
-    """Turns request parameters into a Query for one resource type."""
+    """Turns request parameters into Queries: one per searched type, with the same result parameters."""
 
     def __init__(self, registry: Registry, base: str, *, strict: bool, default_count: int, max_count: int) -> None:
         self.registry = registry
@@ -184,53 +193,69 @@ class Parser:
         self.max_count = max_count
 
     def parse(self, type_: str, params: list[tuple[str, str]]) -> Query:
-        query = Query(type_, count=self.default_count)
+        return self.parse_many([type_], params)[0]
+
+    def parse_many(self, types: Sequence[str], params: list[tuple[str, str]]) -> list[Query]:
+        """A Query per type (system-level search: `_type` lists several). A parameter must apply to
+        every type or it applies to none: a search over Patient and Specimen by `gender` is not a
+        search of all Specimens plus the female Patients, so it is malformed for all of them."""
+        queries = [Query(t, count=self.default_count) for t in types]
+        issues: list[Issue] = []
+        kept: list[tuple[str, str]] = []
         for key, value in params:
             if key in IGNORED:
                 continue
             try:
-                if self._result_param(query, key, value):
-                    if key != "_page":
-                        query.kept.append((key, value))
-                    continue
-                if value == "":
-                    continue  # FHIR: a parameter without a value is ignored
-                query.criteria.append(self.criterion(type_, key, value))
-                query.kept.append((key, value))
+                changes = [self._change(t, key, value) for t in types]
             except _Malformed as exc:
                 if self.strict:
                     raise FhirError.of(400, "invalid", f"{exc} (Prefer: handling=strict)", (key,)) from exc
-                query.issues.append(Issue("warning", "not-supported", f"Ignored {key}={value}: {exc}", (key,)))
-        return query
+                issues.append(Issue("warning", "not-supported", f"Ignored {key}={value}: {exc}", (key,)))
+                continue
+            for query, change in zip(queries, changes, strict=True):
+                if change is not None:
+                    change(query)
+            if key != "_page" and changes and changes[0] is not None:
+                kept.append((key, value))
+        for query in queries:
+            query.issues, query.kept = issues, kept
+        return queries
 
-    def _result_param(self, query: Query, key: str, value: str) -> bool:
+    def _change(self, type_: str, key: str, value: str) -> Change | None:
+        """How `key=value` changes a Query of `type_` (None: nothing, as for an empty value); _Malformed
+        when it cannot apply."""
         name, _, modifier = key.partition(":")
         if name == "_count":
             try:
-                query.count = paging.parse_count(value, self.default_count, self.max_count)
+                count = paging.parse_count(value, self.default_count, self.max_count)
             except FhirError as exc:
                 raise _Malformed(f"_count must be a non-negative integer, got {value!r}") from exc
-        elif name == "_sort":
-            query.sort = [self._sort_key(query.type, item) for item in value.split(",") if item]
-        elif name in ("_include", "_revinclude"):
+            return lambda q: setattr(q, "count", count)
+        if name == "_sort":
+            sort = [self._sort_key(type_, item) for item in value.split(",") if item]
+            return lambda q: setattr(q, "sort", sort)
+        if name in ("_include", "_revinclude"):
             if modifier not in ("", "iterate", "recurse"):
                 raise _Malformed(f"{name}:{modifier} is not a known modifier (use :iterate)")
-            query.includes.append(self._include(value, modifier != "", name == "_revinclude"))
-        elif name == "_summary":
+            include = self._include(value, modifier != "", name == "_revinclude")
+            return lambda q: q.includes.append(include)
+        if name == "_summary":
             if value not in SUMMARIES:
                 raise _Malformed(f"_summary must be one of {', '.join(SUMMARIES)}")
-            query.summary = value
-        elif name == "_elements":
-            query.elements = tuple(e.strip() for e in value.split(",") if e.strip())
-        elif name == "_total":
+            return lambda q: setattr(q, "summary", value)
+        if name == "_elements":
+            elements = tuple(e.strip() for e in value.split(",") if e.strip())
+            return lambda q: setattr(q, "elements", elements)
+        if name == "_total":
             if value not in TOTALS:
                 raise _Malformed(f"_total must be one of {', '.join(TOTALS)}")
-            query.total = value
-        elif name == "_page":
-            query.page = value
-        else:
-            return False
-        return True
+            return lambda q: setattr(q, "total", value)
+        if name == "_page":
+            return lambda q: setattr(q, "page", value)
+        if value == "":
+            return None  # FHIR: a parameter without a value is ignored
+        criterion = self.criterion(type_, key, value)
+        return lambda q: q.criteria.append(criterion)
 
     def _sort_key(self, type_: str, item: str) -> SortKey:
         descending = item.startswith("-")

@@ -3,9 +3,9 @@ restriction inside it.
 
 Hand-written SQL with `?` placeholders (the store renumbers them for asyncpg), composed from
 small fragments: each criterion is `alias.id IN (SELECT id FROM search_<type> ...)`, which
-both engines answer from the `(type, param, value..., id)` indexes (on SQLite, criteria with
-many rows become `EXISTS` probes instead; see `SearchEngine.probed`). Chains and `_has` nest
-the same shape over `search_reference`, and every nested `resources` scan carries the
+both engines answer from the `(type, param, value..., id)` indexes (criteria with many rows — on
+SQLite plain criteria, on PostgreSQL chains — become per-resource `EXISTS` probes instead; see probe.py).
+Chains and `_has` nest the same shape over `search_reference`, and every nested `resources` scan carries the
 principal's restriction, so matches, chain targets, `_has` sources, includes and counts are
 all filtered by the database — nothing is counted or joined that the principal may not see.
 """
@@ -200,19 +200,41 @@ def _value(kind: str, modifier: str, t: str, value: Any) -> Sql:
     return Sql(f"{t}.ref_id = ?", [value.id])
 
 
+@dataclass(frozen=True, slots=True)
+class Rows:
+    """The index rows a criterion matches, `SELECT {id} FROM {source} WHERE {where}`, where `id` is the
+    id of the resource they make a match."""
+
+    source: str
+    id: str
+    where: Sql
+
+    def select(self) -> Sql:
+        return Sql(f"SELECT {self.id} FROM {self.source} WHERE {self.where.text}", self.where.params)
+
+
+_CORRELATED = {"postgresql": " OFFSET 0", "sqlite": ""}
+"""What keeps a probe a probe: PostgreSQL turns an `EXISTS` into a semi-join (and may then collect and sort
+every match, the plan a probe is there to avoid) unless its subquery has an OFFSET; SQLite never does."""
+
+
 class Compiler:
     """Criteria -> SQL conditions on a `resources` alias; fresh aliases for every nested scan.
 
-    A chain through, or a `_has` from, a type the principal may not read is refused (403
-    insufficient_scope), never answered as "no match": an empty answer would still tell
-    whether such resources exist (the `Patient?_has:Consent:patient:status=inactive` side
-    door). A chain whose target type is implicit reaches only the readable targets; if none
-    is readable it is refused too. Readable targets are scanned with `live()`, so confined
-    and consent-restricted resources cannot satisfy a chain or a `_has` either.
+    A criterion is an id list, `alias.id IN (SELECT id FROM <its index rows>)`, or — where probe.py
+    decided so from the data — a probe, `EXISTS (<its index rows> AND id = alias.id)`, checked for each
+    resource of a walk in page order. A chain through, or a `_has` from, a type the principal may not
+    read is refused (403 insufficient_scope), never answered as "no match": an empty answer would still
+    tell whether such resources exist (the `Patient?_has:Consent:patient:status=inactive` side door). A
+    chain whose target type is implicit reaches only the readable targets; if none is readable it is
+    refused too. Readable targets are scanned with `live()`, so confined and consent-restricted
+    resources cannot satisfy a chain or a `_has` either.
     """
 
-    def __init__(self, restriction: Restriction) -> None:
+    def __init__(self, restriction: Restriction, dialect: str = "sqlite") -> None:
         self.restriction = restriction
+        self.dialect = dialect
+        """How a probe is written (`_CORRELATED`); everything else is the same SQL on both engines."""
         self._n = 0
 
     def alias(self, letter: str) -> str:
@@ -221,25 +243,32 @@ class Compiler:
 
     def criteria(self, criteria: Sequence[Criterion], alias: str, probed: frozenset[int] = frozenset()) -> Sql:
         """All criteria (AND). Those whose positions are in `probed` become correlated EXISTS probes
-        instead of id lists (see `SearchEngine.probed`)."""
+        instead of id lists (see gateway/search/probe.py)."""
         return all_of(self.criterion(c, alias, i in probed) for i, c in enumerate(criteria))
 
     def criterion(self, c: Criterion, alias: str, probe: bool = False) -> Sql:
+        if isinstance(c, Clause) and (c.param.column is not None or c.modifier in ("missing", "not")):
+            return self._special(c, alias)
+        rows = self.rows(c)
+        if probe:
+            return Sql(f"EXISTS (SELECT 1 FROM {rows.source} WHERE {rows.where.text} AND {rows.id} = {alias}.id"
+                       f"{_CORRELATED[self.dialect]})", rows.where.params)
+        select = rows.select()
+        return Sql(f"{alias}.id IN ({select.text})", select.params)
+
+    def rows(self, c: Criterion) -> Rows:
+        """The index rows `c` matches (a clause on a `resources` column, `:missing` or `:not` has none)."""
         if isinstance(c, Clause):
-            return self._clause(c, alias, probe)
+            return self._index_rows(c)
         if isinstance(c, Chain):
-            return self._chain(c, alias)
-        return self._has(c, alias)
+            return self._chain(c)
+        return self._has(c)
 
-    def matching_rows(self, c: Clause, t: str | None = None) -> Sql:
-        """`SELECT id` of the index rows (alias `t`) a clause's values match (not for `:missing`)."""
-        t = t or self.alias("t")
-        return all_of([self._rows(c, t), self._values(c, t)])
-
-    @staticmethod
-    def _rows(c: Clause, t: str) -> Sql:
-        return Sql(f"SELECT {t}.id FROM search_{c.param.kind} {t} WHERE {t}.type = ? AND {t}.param = ?",
-                   [c.param.type_name, c.param.code])
+    def _index_rows(self, c: Clause, values: bool = True) -> Rows:
+        """The rows of `c`'s parameter, those matching one of its values (`values`) or all of them."""
+        t = self.alias("t")
+        where = Sql(f"{t}.type = ? AND {t}.param = ?", [c.param.type_name, c.param.code])
+        return Rows(f"search_{c.param.kind} {t}", f"{t}.id", all_of([where, self._values(c, t)]) if values else where)
 
     def _values(self, c: Clause, t: str) -> Sql:
         kind = "reference" if c.modifier == "identifier" else c.param.kind
@@ -249,26 +278,24 @@ class Compiler:
             values = list(c.values)
         return any_of([_value(kind, c.modifier, t, v) for v in values])
 
-    def _clause(self, c: Clause, alias: str, probe: bool) -> Sql:
+    def _special(self, c: Clause, alias: str) -> Sql:
+        """`_id` and `_lastUpdated` (columns of `resources`), `:missing`, `:not`."""
         param = c.param
         if param.code == "_id":
             ids = [v.code for v in c.values if v.code is not None]
             return Sql(f"{alias}.id IN ({marks(ids)})", ids) if ids else Sql("1 = 0")
         if param.code == "_lastUpdated":
             return any_of([_range(v.prefix, f"{alias}.ts", f"{alias}.ts", v.lo, v.hi) for v in c.values])
-        t = self.alias("t")
         if c.modifier == "missing":
-            rows = self._rows(c, t)
+            valued = self._index_rows(c, values=False).select()
             missing = isinstance(c.values[0], Missing) and c.values[0].missing
-            return Sql(f"{alias}.id {'NOT IN' if missing else 'IN'} ({rows.text})", rows.params)
-        match = self.matching_rows(c, t)
-        if probe and c.modifier != "not":
-            return Sql(f"EXISTS ({match.text} AND {t}.id = {alias}.id)", match.params)
-        return Sql(f"{alias}.id {'NOT IN' if c.modifier == 'not' else 'IN'} ({match.text})", match.params)
+            return Sql(f"{alias}.id {'NOT IN' if missing else 'IN'} ({valued.text})", valued.params)
+        matching = self._index_rows(c).select()
+        return Sql(f"{alias}.id NOT IN ({matching.text})", matching.params)
 
-    def _chain(self, c: Chain, alias: str) -> Sql:
-        f = self.alias("f")
-        branches = []
+    def chain_targets(self, c: Chain) -> list[tuple[str, Sql]]:
+        """(type, `SELECT id` of its resources matching the rest of the chain) per readable target type."""
+        targets = []
         for target, inner in c.branches:
             if target not in self.restriction.readable:
                 if c.explicit:
@@ -276,21 +303,28 @@ class Compiler:
                 continue
             r = self.alias("r")
             scan = all_of([live(r, target, self.restriction), self.criterion(inner, r)])
-            branches.append(Sql(f"{f}.ref_type = ? AND {f}.ref_id IN (SELECT {r}.id FROM resources {r} "
-                                f"WHERE {scan.text})", [target, *scan.params]))
-        if not branches:
+            targets.append((target, Sql(f"SELECT {r}.id FROM resources {r} WHERE {scan.text}", scan.params)))
+        if not targets:
             raise insufficient_scope("/".join(t for t, _ in c.branches), f"a chained search ({c.param.code})")
-        where = all_of([Sql(f"{f}.type = ? AND {f}.param = ?", [c.param.type_name, c.param.code]), any_of(branches)])
-        return Sql(f"{alias}.id IN (SELECT {f}.id FROM search_reference {f} WHERE {where.text})", where.params)
+        return targets
 
-    def _has(self, c: Has, alias: str) -> Sql:
+    def _chain(self, c: Chain) -> Rows:
+        """References (by `c.param`) to a target matching the chain."""
+        f = self.alias("f")
+        branches = [Sql(f"{f}.ref_type = ? AND {f}.ref_id IN ({scan.text})", [target, *scan.params])
+                    for target, scan in self.chain_targets(c)]
+        where = all_of([Sql(f"{f}.type = ? AND {f}.param = ?", [c.param.type_name, c.param.code]), any_of(branches)])
+        return Rows(f"search_reference {f}", f"{f}.id", where)
+
+    def _has(self, c: Has) -> Rows:
+        """References (by `c.param`) from a `c.source` resource matching the inner criterion."""
         if c.source not in self.restriction.readable:
             raise insufficient_scope(c.source, f"_has:{c.source}:{c.param.code}")
         f, s = self.alias("f"), self.alias("s")
         where = all_of([Sql(f"{f}.type = ? AND {f}.param = ? AND {f}.ref_type = ?", [c.source, c.param.code, c.target]),
                         live(s, c.source, self.restriction), self.criterion(c.inner, s)])
-        return Sql(f"{alias}.id IN (SELECT {f}.ref_id FROM search_reference {f} JOIN resources {s} "
-                   f"ON {s}.type = {f}.type AND {s}.id = {f}.id WHERE {where.text})", where.params)
+        return Rows(f"search_reference {f} JOIN resources {s} ON {s}.type = {f}.type AND {s}.id = {f}.id",
+                    f"{f}.ref_id", where)
 
 
 def sort_type(key: SortKey) -> type:

@@ -54,3 +54,22 @@ async def test_nothing_is_declared_that_fails(gw: Gateway) -> None:
     for type_ in STORED_TYPES:
         declared = {p["name"] for p in resources[type_].get("searchParam", [])}
         assert {"_id", "_lastUpdated", "_tag", "_profile", "_security"} <= declared
+
+
+async def test_system_search_declares_exactly_the_parameters_that_work_across_types(gw: Gateway) -> None:
+    rest = (await gw.client.get("/fhir/metadata")).json()["rest"][0]
+    assert {"code": "search-system"} in rest["interaction"]
+    declared = {p["name"]: p for p in rest["searchParam"]}
+    assert {"_id", "_lastUpdated", "_tag", "_profile", "_security"} <= set(declared)
+    for name, param in declared.items():
+        assert param["definition"] and param["documentation"]
+        r = await gw.client.get(f"/fhir?{name}={quote(SAMPLE[param['type']])}", headers=STRICT)
+        assert r.status_code == 200, (name, r.text)
+    refused = set()
+    for definition in search_parameters():
+        code = definition["code"]
+        if code not in declared and code not in refused:
+            r = await gw.client.get(f"/fhir?{code}={quote(SAMPLE[definition['type']])}", headers=STRICT)
+            assert r.status_code == 400, code
+            refused.add(code)
+    assert {"identifier", "patient", "status"} <= refused

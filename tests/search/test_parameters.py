@@ -7,7 +7,7 @@ from urllib.parse import quote
 
 import pytest
 
-from gateway.search import engine
+from gateway.search import probe
 
 from .conftest import Gateway
 from .corpus import BB
@@ -137,9 +137,10 @@ async def test_search_finds_exactly_the_expected_resources(gw: Gateway, query: s
 
 
 async def test_probed_criteria_find_the_same(gw: Gateway, monkeypatch: pytest.MonkeyPatch) -> None:
-    """SQLite turns criteria with many index rows into EXISTS probes: with the bound at 1 every
-    non-empty criterion is probed, and every case still finds exactly its expected set."""
-    monkeypatch.setattr(engine, "PROBE_ABOVE", 1)
+    """Criteria with many index rows become EXISTS probes (SQLite: plain ones, PostgreSQL: chains): with
+    the bounds at 1 every non-empty candidate is probed, and every case still finds exactly its expected set."""
+    monkeypatch.setattr(probe, "PROBE_ABOVE", 1)
+    monkeypatch.setattr(probe, "CHAIN_PROBE_ABOVE", 1)
     for query, expected in CASES:
         found = await gw.ids(query + "&_count=100", prefer="handling=strict")
         assert sorted(found) == sorted(expected), query

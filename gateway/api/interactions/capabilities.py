@@ -79,6 +79,7 @@ def build(services: Services, routes: list[BaseRoute], ehr_enabled: bool = False
     return capability_statement(
         base_url=services.base_url, software_version=__version__, types=types, system_interactions=system,
         system_operations=system_ops, security=services.security, date=datetime.now(UTC).strftime("%Y-%m-%d"),
+        system_search_params=services.search.declared_system() if "search-system" in system else None,
     )
 
 

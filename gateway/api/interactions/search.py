@@ -1,10 +1,11 @@
 """search — https://hl7.org/fhir/R4/http.html#search, search.html.
 
-`GET /fhir/{type}?...` and `POST /fhir/{type}/_search` (form body, plus any URL parameters)
-are the same search. The restriction of the principal goes into the query (the engine
-compiles it into SQL); every resource of the Bundle then leaves through the egress gate
-in `responses.searchset_bytes`. Links are built from the public base URL and repeat the
-parameters that were understood, so following them never resurrects an ignored one.
+Type level: `GET /fhir/{type}?...` and `POST /fhir/{type}/_search`; system level (several or all
+types, `_type`): `GET /fhir?...` and `POST /fhir/_search`. A POST takes a form body, plus any URL
+parameters, and is the same search as the GET. The restriction of the principal goes into the query
+(the engine compiles it into SQL, for every searched type); every resource of the Bundle then leaves
+through the egress gate in `responses.searchset_bytes`. Links are built from the public base URL and
+repeat the parameters that were understood, so following them never resurrects an ignored one.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from gateway.api.context import Ctx, context, stored_type
 from gateway.api.responses import fhir_response, searchset_bytes
 from gateway.fhir.errors import FhirError
 from gateway.search.cursor import links
-from gateway.search.engine import SearchEngine
+from gateway.search.engine import Page, SearchEngine
 
 router = APIRouter()
 _FORM = "application/x-www-form-urlencoded"
@@ -31,14 +32,47 @@ def engine_of(ctx: Ctx) -> SearchEngine:
     return engine
 
 
+async def _bundle(ctx: Ctx, path: str, page: Page) -> bytes:
+    page_links = links(ctx.base, path, page.kept, page.token, page.next, page.previous)
+    return await searchset_bytes(ctx, page.matches, page.included, total=page.total, links=page_links,
+                                 shape=page.shape, outcome=page.issues)
+
+
 async def searchset(ctx: Ctx, type_: str, params: list[tuple[str, str]]) -> bytes:
     """The searchset Bundle for `type_?params`, as this principal may see it (also used by batch GET entries)."""
     ctx.gate.require(ctx.principal, stored_type(type_), "search")
     restriction = ctx.gate.restrict(ctx.principal)
     page = await engine_of(ctx).search(type_, params, restriction, strict=ctx.prefer.handling == "strict")
-    page_links = links(ctx.base, f"/{type_}", page.query.kept, page.query.page, page.next, page.previous)
-    return await searchset_bytes(ctx, page.matches, page.included, total=page.total, links=page_links, shape=page.shape,
-                           outcome=page.issues)
+    return await _bundle(ctx, f"/{type_}", page)
+
+
+async def system_searchset(ctx: Ctx, params: list[tuple[str, str]]) -> bytes:
+    """The searchset Bundle for `[base]?params`: the types of `_type` (else every type the principal may read)."""
+    restriction = ctx.gate.restrict(ctx.principal)
+    page = await engine_of(ctx).search_system(params, restriction, strict=ctx.prefer.handling == "strict")
+    return await _bundle(ctx, "", page)
+
+
+async def _form_params(request: Request) -> list[tuple[str, str]]:
+    """URL parameters, then those of the form body (415 for any other body)."""
+    media = (request.headers.get("content-type") or "").split(";", 1)[0].strip().lower()
+    if media != _FORM:
+        raise FhirError.of(415, "not-supported", f"POST _search takes a {_FORM} body, not {media or '(none)'}")
+    form = await request.form()
+    body = [(k, v) for k, v in form.multi_items() if not isinstance(v, UploadFile)]
+    return [*request.query_params.multi_items(), *body]
+
+
+@router.get("/fhir", name="search-system")
+async def search_system(request: Request) -> Response:
+    ctx = await context(request)
+    return fhir_response(await system_searchset(ctx, list(request.query_params.multi_items())))
+
+
+@router.post("/fhir/_search", name="search-system-post")
+async def search_system_post(request: Request) -> Response:
+    ctx = await context(request)
+    return fhir_response(await system_searchset(ctx, await _form_params(request)))
 
 
 @router.get("/fhir/{type}", name="search-type")
@@ -50,9 +84,4 @@ async def search_type(type: str, request: Request) -> Response:
 @router.post("/fhir/{type}/_search", name="search-type-post")
 async def search_type_post(type: str, request: Request) -> Response:
     ctx = await context(request)
-    media = (request.headers.get("content-type") or "").split(";", 1)[0].strip().lower()
-    if media != _FORM:
-        raise FhirError.of(415, "not-supported", f"POST _search takes a {_FORM} body, not {media or '(none)'}")
-    form = await request.form()
-    body = [(k, v) for k, v in form.multi_items() if not isinstance(v, UploadFile)]
-    return fhir_response(await searchset(ctx, type, [*request.query_params.multi_items(), *body]))
+    return fhir_response(await searchset(ctx, type, await _form_params(request)))
