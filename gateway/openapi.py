@@ -127,6 +127,7 @@ class Describer:
     def __init__(self, statement: dict[str, Any]) -> None:
         rest = statement["rest"][0]
         self.resources: dict[str, dict[str, Any]] = {r["type"]: r for r in rest.get("resource", [])}
+        self.system_params: list[dict[str, Any]] = rest.get("searchParam", [])
         self.security = rest.get("security") or {}
         self.paths: dict[str, dict[str, Any]] = {}
 
@@ -179,6 +180,8 @@ class Describer:
             out += _HISTORY_QUERY
         if method == "GET" and type_ and path == f"/fhir/{type_}":
             out += self._search_params(type_)
+        if route.name == "search-system":
+            out += self._system_search_params()
         operation = _operation_name(path)
         if operation and method == "GET":
             out += _OPERATION_QUERY.get(operation, [])
@@ -189,15 +192,13 @@ class Describer:
         return out
 
     def _search_params(self, type_: str) -> list[dict[str, Any]]:
-        params = [{"name": p["name"], "in": "query", "schema": {"type": "string"},
-                   "description": f"{p.get('type', '')} search parameter" +
-                   (f" ({p['definition']})" if p.get("definition") else "")}
-                  for p in self.resources[type_].get("searchParam", [])]
-        names = {p["name"] for p in params}
-        if "_count" not in names:
-            params.append({"name": "_count", "in": "query", "schema": {"type": "integer", "minimum": 0},
-                           "description": "page size"})
-        return params
+        return _query_params(self.resources[type_].get("searchParam", []))
+
+    def _system_search_params(self) -> list[dict[str, Any]]:
+        """A search across types: the parameters every type serves, and `_type` to choose the types."""
+        types = {"name": "_type", "in": "query", "schema": {"type": "string"},
+                 "description": "comma-separated resource types to search (default: every type the client may read)"}
+        return [types, *_query_params(self.system_params)]
 
     def _body(self, path: str, method: str, route: Route, type_: str | None) -> dict[str, Any] | None:
         if route.name in ("create", "update", "conditional-update") and type_:
@@ -207,6 +208,8 @@ class Describer:
         if route.name == "search-type-post" and type_:
             names = [p["name"] for p in self._search_params(type_)]
             return _form(names, [])
+        if route.name == "search-system-post":
+            return _form([p["name"] for p in self._system_search_params()], [])
         if route.name in _OAUTH_FORMS:
             spec = _OAUTH_FORMS[route.name]
             return _form(list(spec["fields"]), spec["required"])
@@ -229,6 +232,18 @@ class Describer:
             "paths": dict(sorted(self.paths.items())),
             "components": components,
         }
+
+
+def _query_params(declared: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Query parameters of a search from CapabilityStatement `searchParam` entries, plus `_count`."""
+    params = [{"name": p["name"], "in": "query", "schema": {"type": "string"},
+               "description": f"{p.get('type', '')} search parameter" +
+               (f" ({p['definition']})" if p.get("definition") else "")}
+              for p in declared]
+    if "_count" not in {p["name"] for p in params}:
+        params.append({"name": "_count", "in": "query", "schema": {"type": "integer", "minimum": 0},
+                       "description": "page size"})
+    return params
 
 
 def _type_of(path: str, resources: dict[str, Any]) -> str | None:
