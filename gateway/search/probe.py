@@ -21,6 +21,13 @@ cannot tell, the data is asked first — one small bounded count per candidate c
   0.6 ms to decide, not the 30 ms of counting their references). Few targets with that many
   references become a probe — where the page order can be walked from an index (id, `_lastUpdated`):
   under another sort every resource would be probed.
+- A date range (two criteria on one date parameter) in id order is walked from the date index on PostgreSQL
+  (statement.date_range). The plain criteria beside it are counted: with RANGE_PROBE_ABOVE rows or more they
+  are probed per walked row (the planner otherwise may collect and sort all 20,000 `genotyped=true`
+  specimens, 70 ms, for a page that walks 1,500 date rows); fewer stay id lists, so `subject=X` with a range
+  still starts from X's few specimens. The bound is low because the count must be cheap: counting to 2,000
+  reads every index row of the value through a bitmap scan (5 ms for `genotyped=true`), to 200 it is a
+  short index-only scan (0.4 ms).
 - `_has` is left to the planner on both engines: its bounded count is itself planned badly (76 ms for
   the active consents of 20k patients), so deciding would cost what it saves.
 """
@@ -30,10 +37,13 @@ from __future__ import annotations
 from gateway.access.gate import Restriction
 from gateway.search.query import Chain, Clause, Criterion, Query
 from gateway.search.sql import Compiler, Sql
+from gateway.search.statement import date_range
 from gateway.store.database import Database
 
 PROBE_ABOVE = 2000
 """Index rows from which a plain criterion is probed on SQLite."""
+RANGE_PROBE_ABOVE = 200
+"""Index rows from which a plain criterion beside a date range is probed on PostgreSQL."""
 CHAIN_TARGETS = 100
 """Targets below which a chain's references are counted on PostgreSQL."""
 CHAIN_PROBE_ABOVE = 1000
@@ -44,11 +54,21 @@ def _bounded_count(rows: Sql, bound: int) -> Sql:
     return Sql(f"SELECT COUNT(*) FROM ({rows.text} LIMIT ?) AS x", [*rows.params, bound])
 
 
+def _beside_range(query: Query, c: Criterion) -> bool:
+    """Whether `c` is a criterion beside the date range that drives the walk of `query` (PostgreSQL)."""
+    driver = None if query.sort else date_range(query)
+    if driver is None:
+        return False
+    pivot = query.criteria[driver]
+    return not (isinstance(c, Clause) and isinstance(pivot, Clause) and c.param == pivot.param)
+
+
 def _test(query: Query, c: Criterion, compiler: Compiler) -> tuple[Sql, int] | None:
     """A statement giving one number and the bound from which `c` is better probed; None: never probed."""
-    if compiler.dialect == "sqlite":
+    if compiler.dialect == "sqlite" or _beside_range(query, c):
         plain = isinstance(c, Clause) and c.param.column is None and c.modifier not in ("missing", "not")
-        return (_bounded_count(compiler.rows(c).select(), PROBE_ABOVE), PROBE_ABOVE) if plain else None
+        bound = PROBE_ABOVE if compiler.dialect == "sqlite" else RANGE_PROBE_ABOVE
+        return (_bounded_count(compiler.rows(c).select(), bound), bound) if plain else None
     if not isinstance(c, Chain) or not all(k.param.column is not None for k in query.sort):
         return None
     scans = [scan for _, scan in compiler.chain_targets(c)]

@@ -15,7 +15,7 @@ from typing import Any
 
 from gateway.access.gate import Restriction
 from gateway.search.cursor import Position, after, decode, order_by
-from gateway.search.query import Query
+from gateway.search.query import Clause, Query
 from gateway.search.sql import RESOURCE_COLUMNS, Compiler, Sql, all_of, live, sort_expression, sort_type
 
 _COLS = ", ".join(f"r.{c}" for c in RESOURCE_COLUMNS)
@@ -49,9 +49,59 @@ def where(query: Query, restriction: Restriction, probed: frozenset[int] = froze
     return all_of([live("r", query.type, restriction), criteria])
 
 
+def date_range(query: Query) -> int | None:
+    """Position of the first of two or more plain date criteria on one parameter (`collected=ge..&collected=lt..`),
+    None if there are none.
+
+    On PostgreSQL such a range is walked from its index table (see `_driven`): the planner estimates each
+    half-range alone (`lo < b`: one row in 14, `hi >= a`: all of them) and cannot see that together they
+    match one row in 14, so it either walked ~1,400 `resources` rows for a page (2-8 ms) or, for the earliest
+    year, collected every match of one half through a parallel scan of `resources` and sorted it (160-210 ms).
+    """
+    first: dict[str, int] = {}
+    for i, c in enumerate(query.criteria):
+        if isinstance(c, Clause) and c.param.kind == "date" and c.param.column is None and c.modifier == "":
+            if c.param.code in first:
+                return first[c.param.code]
+            first[c.param.code] = i
+    return None
+
+
+def _driven(query: Query, restriction: Restriction, probed: frozenset[int], driver: int, start: Position | None,
+            limit: int) -> Sql:
+    """The page in id order, walked from the index rows of criterion `driver` in id order (PostgreSQL).
+
+    The driving rows are read in id order from the `(type, id)` index of their table and joined to `resources`
+    only once every criterion holds, so `resources` is touched for the page rows (and rows the restriction
+    refuses), not for every row walked. The other criteria on the driver's parameter are probes on the driving
+    row's id (the conjunction the planner cannot estimate); the remaining criteria keep their usual form, so
+    the planner still chooses how to apply them. A resource with several matching rows of the driving
+    parameter would come once per row: DISTINCT ON keeps one.
+    """
+    compiler = Compiler(restriction, "postgresql")
+    pivot = query.criteria[driver]
+    assert isinstance(pivot, Clause)
+    rows = compiler.rows(pivot)
+    others = [(i, c) for i, c in enumerate(query.criteria) if i != driver]
+    probes = frozenset(n for n, (i, c) in enumerate(others)
+                       if i in probed or (isinstance(c, Clause) and c.param == pivot.param))
+    conditions = [rows.where, compiler.criteria([c for _, c in others], rows.id.removesuffix(".id"), probes),
+                  live("r", query.type, restriction)]
+    if start is not None:
+        conditions.append(after([], rows.id, start))
+    condition = all_of(conditions)
+    order = order_by([], rows.id, start.backward if start else False)
+    return Sql(f"SELECT DISTINCT ON ({rows.id}) {_COLS} FROM {rows.source} JOIN resources r ON r.type = ? "
+               f"AND r.id = {rows.id} WHERE {condition.text} ORDER BY {order.text} LIMIT ?",
+               [query.type, *condition.params, limit])
+
+
 def _branch(queries: Sequence[Query], query: Query, restriction: Restriction, probed: frozenset[int],
             start: Position | None, limit: int, dialect: str) -> Sql:
     order_keys = keys(queries, query)
+    driver = date_range(query) if dialect == "postgresql" and not order_keys else None
+    if driver is not None:
+        return _driven(query, restriction, probed, driver, start, limit)
     conditions = [where(query, restriction, probed, dialect)]
     if start is not None:
         conditions.append(after(order_keys, "r.id", start))

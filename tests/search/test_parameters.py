@@ -70,6 +70,11 @@ CASES: list[tuple[str, set[str]]] = [
     ("Specimen?collected=2024-12-31", {"s5"}),
     ("Specimen?collected=2023-06-02", set()),
     ("Specimen?collected=ge2024-03-01&collected=lt2024-04-01", {"s1", "s2"}),
+    ("Specimen?collected=ge2023-01-01&collected=lt2024-03-05", {"s1", "s2", "s3"}),
+    ("Specimen?collected=ge2023-01-01&collected=lt2024-03-05&collected=ne2024-03", {"s3"}),
+    ("Specimen?collected=ge2023-01-01&collected=lt2024-03-05&subject=p1", {"s1", "s2"}),
+    ("Specimen?collected=ge2023-01-01&collected=lt2024-03-05&subject.name=smith", {"s3"}),
+    ("Specimen?collected=ge2025-01-01&collected=lt2021-01-01", set()),
     ("Specimen?collected=ge2024-12-31T21:00:00Z", {"s5"}),
     ("Specimen?collected=" + quote("2024-12-31T23:30:00+02:00"), {"s5"}),
     ("Patient?birthdate=1970", {"p1"}),
@@ -141,6 +146,7 @@ async def test_probed_criteria_find_the_same(gw: Gateway, monkeypatch: pytest.Mo
     the bounds at 1 every non-empty candidate is probed, and every case still finds exactly its expected set."""
     monkeypatch.setattr(probe, "PROBE_ABOVE", 1)
     monkeypatch.setattr(probe, "CHAIN_PROBE_ABOVE", 1)
+    monkeypatch.setattr(probe, "RANGE_PROBE_ABOVE", 1)
     for query, expected in CASES:
         found = await gw.ids(query + "&_count=100", prefer="handling=strict")
         assert sorted(found) == sorted(expected), query
