@@ -12,6 +12,7 @@ from gateway import __version__
 from gateway.access.audit import AuditLog
 from gateway.access.authenticate import make_authenticator, trusted_issuers
 from gateway.access.gate import Gate
+from gateway.access.pseudonyms import Pseudonyms, pseudonym_secret
 from gateway.api import errors, health
 from gateway.api.audit import AuditMiddleware
 from gateway.api.compression import Gzip
@@ -59,6 +60,7 @@ EHR_SUMMARY = Operation("ehr-summary", "https://biobank.massgeneral.org/fhir/Ope
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     configure_logging(settings.log_level)
+    secret = pseudonym_secret(settings)  # refuses to start when the switch is on without a secret
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -76,7 +78,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.services = Services(
             settings=settings,
             store=store,
-            gate=Gate(STORED_TYPES | frozenset(PROXIED_TYPES), store),
+            gate=Gate(STORED_TYPES | frozenset(PROXIED_TYPES), store, Pseudonyms(secret, store.db) if secret else None),
             authenticate=rate_limited(identified(make_authenticator(settings, verifier)), cache.resilient(),
                                       settings.rate_limit),
             validate=validator.validate,

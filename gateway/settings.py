@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -35,5 +35,9 @@ class Settings(BaseSettings):
     trusted_issuers: str = Field("[]", description="JSON list of {iss, jwks_uri, audience?}")
     rate_limit: float = Field(0.0, description="requests/s per client (burst 2x); 0 = off")
     feasibility_threshold: int = Field(11, description="$biobank-availability cells below this are shown as <N")
+    collaborator_pseudonyms: bool = Field(False, description="external principals get their own stable pseudonym "
+                                          "of every subject code (HMAC), so two collaborators cannot link their data")
+    pseudonym_secret: SecretStr | None = Field(None, description="required with collaborator_pseudonyms: >= 32 "
+                                               "random characters, the same on every instance, never changed")
     token_lifetime: int = Field(3600, description="seconds an access token of the built-in server lives")
     log_level: str = Field("info", description="debug | info | warning | error: JSON log lines on stdout")

@@ -12,6 +12,7 @@ write hook, inside the transaction that writes the Consent.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from itertools import compress
 from typing import Any
 
 import orjson
@@ -63,7 +64,7 @@ class Decision:
 
     @classmethod
     def from_row(cls, row: tuple[Any, ...]) -> Decision:
-        permits = frozenset(kind for kind, flag in zip(PERMISSIONS, row[3:9], strict=True) if flag)
+        permits = frozenset(compress(PERMISSIONS, row[3:9]))
         return cls(row[0], row[1], row[2], permits, row[9], row[10], row[11])
 
 
@@ -159,15 +160,26 @@ async def decisions(db: Any, patients: set[str]) -> dict[str, Decision]:
 
 
 def sharing_clause(required: frozenset[str], now_us: int, column: str = "compartment") -> tuple[str, list[Any]]:
-    """SQL (with `?` placeholders) keeping rows whose `column` names a subject whose consent in force
-    permits every kind in `required` at `now_us` — the query-side twin of `Decision.permits_all`."""
-    conds = [f"{COLUMNS[PERMISSIONS.index(kind)]} = ?" for kind in sorted(required)]
-    params: list[Any] = [True] * len(conds)
-    conds.append("source_status NOT IN ('EXPIRED', 'SUPERSEDED')")
-    conds.append("(expires_us IS NULL OR expires_us > ?)")
-    params.append(now_us)
-    conds.append("(withdrawal_scope IS NULL OR withdrawal_scope = 'NO_CONTACT' OR "
-                 "(withdrawn_us IS NOT NULL AND withdrawn_us > ?))")
-    params.append(now_us)
-    return f"{column} IN (SELECT patient FROM consent_state WHERE {' AND '.join(conds)})", params
+    """SQL (with `?` placeholders), true for rows whose `column` names a subject whose consent in force
+    permits every kind in `required` at `now_us` (NULL otherwise) — the query-side twin of
+    `Decision.permits_all`.
 
+    A correlated scalar subquery: one primary-key probe of `consent_state` per candidate row, which
+    both engines must run row by row. Measured over 100k specimens (bench/gate.py), a page of
+    `Specimen?status=...&type=...` for a collaborator took, against ~2 ms for an internal principal:
+    with `column IN (SELECT patient ...)` 600 ms on SQLite (it lists every consenting subject's
+    rows through the compartment index, then sorts) and 7-19 ms on PostgreSQL (a hash of every
+    consenting subject, built per query); with a correlated EXISTS 0.5 ms on SQLite but 10-20 ms
+    on PostgreSQL, which turns it into that same hash since the planner ignores the LIMIT there.
+    The price is on counts of many rows on PostgreSQL (`_total=accurate` over 66k specimens:
+    ~0.7 s against ~0.25 s with the hash)."""
+    conds = [f"cst.{COLUMNS[PERMISSIONS.index(kind)]} = ?" for kind in sorted(required)]
+    params: list[Any] = [True] * len(conds)
+    conds.append("cst.source_status NOT IN ('EXPIRED', 'SUPERSEDED')")
+    conds.append("(cst.expires_us IS NULL OR cst.expires_us > ?)")
+    params.append(now_us)
+    conds.append("(cst.withdrawal_scope IS NULL OR cst.withdrawal_scope = 'NO_CONTACT' OR "
+                 "(cst.withdrawn_us IS NOT NULL AND cst.withdrawn_us > ?))")
+    params.append(now_us)
+    return (f"(SELECT TRUE FROM consent_state cst WHERE cst.patient = {column} AND {' AND '.join(conds)})",
+            params)

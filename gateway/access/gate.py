@@ -9,6 +9,9 @@ Internal principals are governed by scopes only and get the stored bytes untouch
 fast path). External principals additionally need the subject's consent in force to
 permit research use and external sharing (and commercial use for commercial clients),
 and get pseudonymised copies; genotyping details only where genetic research is permitted.
+With per-collaborator pseudonyms on (`pseudonyms`), every subject code in those copies is
+the client's own pseudonym, recorded before the copies leave so the client can use it
+(`translator` turns what the client writes back into subject codes).
 """
 
 from __future__ import annotations
@@ -22,8 +25,10 @@ import orjson
 from gateway.access import consent
 from gateway.access.consent import Decision
 from gateway.access.principal import Principal
-from gateway.access.pseudonymise import pseudonymise
+from gateway.access.pseudonymise import Plan, Rename, plan, rename_references
+from gateway.access.pseudonyms import Pseudonyms, Renaming
 from gateway.access.scopes import READ, SEARCH
+from gateway.access.translation import PLAIN, Pseudonymous, Translator
 from gateway.fhir.errors import FhirError
 from gateway.fhir.instant import now_us
 from gateway.store import Store, StoredResource
@@ -90,9 +95,19 @@ def forbidden(principal: Principal, type_: str, interaction: str) -> FhirError:
 
 
 class Gate:
-    def __init__(self, types: frozenset[str], store: Store) -> None:
+    def __init__(self, types: frozenset[str], store: Store, pseudonyms: Pseudonyms | None = None) -> None:
         self.types = types
         self.store = store
+        self.pseudonyms = pseudonyms
+
+    def translator(self, principal: Principal) -> Translator:
+        """How this principal's subject ids translate, for one request."""
+        if self.pseudonyms is None or principal.internal:
+            return PLAIN
+        return Pseudonymous(self.pseudonyms, principal.client_id)
+
+    def _renaming(self, principal: Principal) -> Renaming | None:
+        return None if self.pseudonyms is None else self.pseudonyms.renaming(principal.client_id)
 
     def require(self, principal: Principal, type_: str, interaction: str) -> None:
         """Refuse (403) an interaction the principal's scopes do not grant on this type.
@@ -147,6 +162,7 @@ class Gate:
             return [s.content if self.visible(principal, s) else None for s in items]
         decisions = await self.decisions({s.compartment for s in items if s.compartment})
         at = now_us()
+        renaming = self._renaming(principal)
         out: list[bytes | None] = []
         for stored in items:
             released = self._released(principal, stored.compartment, decisions, "specimen", at) \
@@ -154,30 +170,44 @@ class Gate:
             if released is False:
                 out.append(None)
                 continue
-            resource = orjson.loads(stored.content)
-            out.append(orjson.dumps(await self._external_copy(resource, released, at)))
+            out.append(await self._external_bytes(stored, _genetic(released, at), at, renaming))
+        if renaming is not None:
+            await renaming.record()
         return out
 
-    async def _external_copy(self, resource: dict[str, Any], decision: Decision | None, at: int) -> dict[str, Any]:
-        genetic = decision is not None and decision.permits_all(frozenset({"genetic"}), at)
-        if resource.get("resourceType") == "Group":
-            await self._keep_released_members(resource, at)
-        return pseudonymise(resource, genetic_allowed=genetic)
+    async def _external_bytes(self, stored: StoredResource, genetic: bool, at: int,
+                              renaming: Renaming | None) -> bytes:
+        """The external copy of a stored resource (its stored bytes when nothing changed: no serialising)."""
+        rules = plan(stored.type, stored.content, genetic_allowed=genetic, renaming=renaming is not None)
+        resource = orjson.loads(stored.content)
+        if not await self._external_copy(resource, rules, at, renaming):
+            return stored.content
+        copy = orjson.dumps(resource)
+        return rename_references(copy, renaming) if renaming is not None and rules.references else copy
 
-    async def _keep_released_members(self, group: dict[str, Any], at: int) -> None:
-        """A cohort shown to a collaborator lists only members whose consent allows it."""
+    async def _external_copy(self, resource: dict[str, Any], rules: Plan, at: int, rename: Rename | None) -> bool:
+        """Change `resource` into its external copy; True when something changed."""
+        members_changed = resource.get("resourceType") == "Group" and await self._keep_released_members(resource, at)
+        return rules.apply(resource, rename) or members_changed
+
+    async def _keep_released_members(self, group: dict[str, Any], at: int) -> bool:
+        """A cohort shown to a collaborator lists (and counts) only members whose consent allows it; True
+        when that changed it."""
         members = group.get("member") or []
         ids = {m.get("entity", {}).get("reference", "").removeprefix("Patient/") for m in members}
         decisions = await self.decisions({i for i in ids if i})
         kept = [m for m in members
                 if (d := decisions.get(m.get("entity", {}).get("reference", "").removeprefix("Patient/")))
                 and d.permits_all(EXTERNAL_NEEDS, at)]
-        if kept:
+        changed = len(kept) != len(members)
+        if changed and kept:
             group["member"] = kept
-        else:
-            group.pop("member", None)
-        if "quantity" in group:
+        elif changed:
+            del group["member"]
+        if "quantity" in group and group["quantity"] != len(kept):
             group["quantity"] = len(kept)
+            changed = True
+        return changed
 
     async def disclose_resource(self, principal: Principal, resource: dict[str, Any], patient: str | None,
                                 kind: str = "ehr") -> dict[str, Any] | None:
@@ -194,7 +224,14 @@ class Gate:
         released = self._released(principal, patient, decisions, kind, at) if patient else False
         if released is False:
             return None
-        return await self._external_copy(resource, released, at)
+        renaming = self._renaming(principal)
+        rules = plan(rtype, None, genetic_allowed=_genetic(released, at), renaming=renaming is not None)
+        await self._external_copy(resource, rules, at, renaming)
+        if renaming is None:
+            return resource
+        copy = orjson.loads(rename_references(orjson.dumps(resource), renaming))
+        await renaming.record()
+        return copy
 
     @staticmethod
     def _granular_ok(principal: Principal, rtype: str, resource: dict[str, Any]) -> bool:
@@ -205,6 +242,11 @@ class Gate:
             return True
         return any(all(_has_code(resource.get(name), value) for name, value in constraint)
                    for constraint in alternatives)
+
+
+def _genetic(decision: Decision | None, at: int) -> bool:
+    """Genotyping details are released only for subjects whose consent permits genetic research."""
+    return decision is not None and decision.permits_all(frozenset({"genetic"}), at)
 
 
 def _has_code(element: Any, token: str) -> bool:

@@ -10,6 +10,7 @@ from starlette.requests import Request
 
 from gateway.access.gate import Gate, Restriction
 from gateway.access.principal import Principal
+from gateway.access.translation import Translator
 from gateway.fhir.errors import FhirError
 from gateway.fhir.negotiation import negotiate
 from gateway.fhir.prefer import Prefer
@@ -73,6 +74,8 @@ class Ctx:
     principal: Principal
     prefer: Prefer
     request: Request
+    names: Translator
+    """The principal's subject ids: what it writes in, what it is written (per-collaborator pseudonyms)."""
     released: list[str] = field(default_factory=list)
     """`Type/id` of every resource the response writers let out (for the AuditEvent)."""
 
@@ -98,7 +101,8 @@ async def context(request: Request) -> Ctx:
     services: Services = request.app.state.services
     principal = await services.authenticate(request)
     negotiate(request.query_params.get("_format"), request.headers.get("accept"))
-    ctx = Ctx(services, principal, Prefer.parse(request.headers.get("prefer")), request)
+    ctx = Ctx(services, principal, Prefer.parse(request.headers.get("prefer")), request,
+              services.gate.translator(principal))
     request.state.fhir = ctx
     return ctx
 

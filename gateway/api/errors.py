@@ -18,9 +18,11 @@ log = structlog.get_logger("gateway.errors")
 _HTTP_CODES = {404: "not-found", 405: "not-supported", 413: "too-costly", 415: "not-supported"}
 
 
-async def _fhir_error(_: Request, exc: Exception) -> Response:
+async def _fhir_error(request: Request, exc: Exception) -> Response:
+    """Diagnostics may echo what the request asked for: in the principal's words (per-collaborator pseudonyms)."""
     assert isinstance(exc, FhirError)
-    return outcome_response(exc)
+    ctx = getattr(request.state, "fhir", None)
+    return outcome_response(ctx.names.error(exc) if ctx is not None else exc)
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:

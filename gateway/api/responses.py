@@ -52,7 +52,7 @@ async def resource_response(ctx: Ctx, stored: StoredResource, status: int = 200,
     if body is None:
         raise not_found(stored.type, stored.id)
     headers = version_headers(stored)
-    location = f"{ctx.base}/{stored.type}/{stored.id}/_history/{stored.version}"
+    location = f"{_url(ctx, stored)}/_history/{stored.version}"
     headers["Content-Location"] = location
     if created:
         headers["Location"] = location
@@ -71,8 +71,13 @@ async def entries_of(ctx: Ctx, items: Iterable[tuple[StoredResource, str | None]
     pairs = list(items)
     bodies = await ctx.gate.disclose_many(ctx.principal, [stored for stored, _ in pairs])
     ctx.released.extend(f"{s.type}/{s.id}" for (s, _), body in zip(pairs, bodies, strict=True) if body is not None)
-    return [Entry(f"{ctx.base}/{stored.type}/{stored.id}", body, mode)
-            for (stored, mode), body in zip(pairs, bodies, strict=True) if body is not None]
+    return [Entry(_url(ctx, stored), body, mode) for (stored, mode), body in zip(pairs, bodies, strict=True)
+            if body is not None]
+
+
+def _url(ctx: Ctx, stored: StoredResource) -> str:
+    """The resource's URL as the principal knows it (its pseudonym of a subject, if it has those)."""
+    return f"{ctx.base}/{stored.type}/{ctx.names.public_id(stored.type, stored.id)}"
 
 
 async def history_entries(ctx: Ctx, versions: Iterable[StoredResource]) -> list[Entry]:
@@ -85,8 +90,8 @@ async def history_entries(ctx: Ctx, versions: Iterable[StoredResource]) -> list[
     for stored, body in zip(items, bodies, strict=True):
         if body is None:
             continue
-        url = f"{ctx.base}/{stored.type}/{stored.id}"
-        request = {"method": stored.method, "url": f"{stored.type}/{stored.id}" if stored.method != "POST"
+        url = _url(ctx, stored)
+        request = {"method": stored.method, "url": url.removeprefix(f"{ctx.base}/") if stored.method != "POST"
                    else stored.type}
         response = {"status": "410 Gone" if stored.deleted else ("201 Created" if stored.version == 1 else "200 OK"),
                     "etag": f'W/"{stored.version}"', "lastModified": to_instant(stored.ts)}
@@ -114,13 +119,14 @@ async def searchset_bytes(ctx: Ctx, matches: list[StoredResource], included: lis
                     shape: Callable[[bytes], bytes] | None = None, outcome: list[Issue] | None = None) -> bytes:
     """A searchset Bundle: matches (search.mode match) and includes (include) through the gate, then
     `shape` (`_summary`/`_elements`) applied to the bytes the gate let out; ignored parameters go in an
-    OperationOutcome entry (search.mode outcome)."""
+    OperationOutcome entry (search.mode outcome). Links and diagnostics repeat the request's
+    parameters, in the principal's own words (`ctx.names`)."""
     entries = await entries_of(ctx, [*((m, "match") for m in matches), *((i, "include") for i in included)])
     if shape is not None:
         for entry in entries:
             if entry.resource is not None:
                 entry.resource = shape(entry.resource)
     if outcome:
-        entries.insert(0, Entry(None, orjson.dumps(operation_outcome(outcome)), "outcome"))
-    return bundle_bytes("searchset", entries, total=total, links=links, bundle_id=new_id(),
-                        timestamp=to_instant(now_us()))
+        entries.insert(0, Entry(None, orjson.dumps(operation_outcome(ctx.names.issues(outcome))), "outcome"))
+    return bundle_bytes("searchset", entries, total=total, links=[(rel, ctx.names.link(url)) for rel, url in links],
+                        bundle_id=new_id(), timestamp=to_instant(now_us()))

@@ -88,6 +88,16 @@ write hook in the same transaction as the Consent write, so every instance sees 
 on its very next request. Time-dependent parts (expiry, withdrawal date) are kept as instants
 and compared with the request's time, never precomputed."""
 
+pseudonyms = Table(
+    "pseudonyms",
+    metadata,
+    Column("client_id", String(256), primary_key=True),
+    Column("pseudonym", String(64), primary_key=True),
+    Column("subject", String(64), nullable=False),
+)
+"""Per-collaborator pseudonyms given out (gateway/access/pseudonyms.py): written by the egress gate
+before a pseudonym first leaves, so what a client sends back resolves on every instance."""
+
 audit_queue = Table(
     "audit_queue",
     metadata,

@@ -85,6 +85,8 @@ def _search(type_: str) -> Callable[[Request], Awaitable[Response]]:
             settings = ctx.services.settings
             query = parse(type_, list(request.query_params.multi_items()), ctx.base, settings.default_count,
                           settings.max_count)
+            if query.patient is not None:
+                query = dataclasses.replace(query, patient=await ctx.names.subject_id("Patient", query.patient))
             page = await ehr.search(_confined(ctx, query), _asker(ctx), _bypass(request))
         entries = await _released(ctx, page.items)
         for entry in entries:
@@ -127,8 +129,9 @@ async def summary(id: str, request: Request) -> Response:
         raise forbidden(ctx.principal, "Condition", "$ehr-summary")
     ctx.gate.require(ctx.principal, "Patient", "read")
     ehr = _ehr(request)
-    stored = await ctx.store.read("Patient", id)
+    subject = await ctx.names.subject_id("Patient", id)
+    stored = await ctx.store.read("Patient", subject)
     if stored is None or stored.deleted or await ctx.gate.disclose(ctx.principal, stored) is None:
         raise not_found("Patient", id)
-    entries = await _released(ctx, await ehr.summary(id, types, _asker(ctx)))
+    entries = await _released(ctx, await ehr.summary(subject, types, _asker(ctx)))
     return bundle_response("collection", entries)

@@ -77,10 +77,13 @@ async def _kick_off(request: Request, kind: Kind, group_id: str | None = None) -
     prefer = Prefer.parse(request.headers.get("prefer"))
     _require_async_json(request, prefer)
     exports = exports_of(request)
-    export = parse(kind, _public_url(request, exports.base), await _params(request),
-                   strict=prefer.handling == "strict", group_id=group_id)
+    names = services_of(request).gate.translator(principal)
     try:
+        export = parse(kind, _public_url(request, exports.base), await names.params(await _params(request)),
+                       strict=prefer.handling == "strict", group_id=group_id)
         job = await exports.kick_off(principal, authorise(principal, export))
+    except FhirError as exc:  # may echo a parameter: in the principal's words
+        raise names.error(exc) from None
     except TooManyJobs as exc:
         raise FhirError.of(429, "throttled", f"client {principal.client_id} already runs "
                            f"{exports.config.max_jobs_per_client} export jobs; wait for one to finish or cancel one",

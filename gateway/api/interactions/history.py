@@ -73,4 +73,5 @@ async def instance(type: str, id: str, request: Request) -> Response:
     ctx = await context(request)
     ctx.gate.require(ctx.principal, stored_type(type), "history")
     restriction = ctx.gate.restrict(ctx.principal, "r")
-    return await _history(ctx, f"/{type}/{id}/_history", [type], id, restriction.compartment_filter(type))
+    return await _history(ctx, f"/{type}/{id}/_history", [type], await ctx.names.subject_id(type, id),
+                          restriction.compartment_filter(type))

@@ -44,7 +44,7 @@ async def read(request: Request) -> Response:
     type, id = request.path_params["type"], request.path_params["id"]
     ctx = await context(request)
     ctx.gate.require(ctx.principal, stored_type(type), "read")
-    stored = await ctx.store.read(type, id)
+    stored = await ctx.store.read(type, await ctx.names.subject_id(type, id))
     if stored is None:
         raise not_found(type, id)
     if stored.deleted:
@@ -62,7 +62,7 @@ async def vread(request: Request) -> Response:
     ctx.gate.require(ctx.principal, stored_type(type), "vread")
     if not vid.isdigit():
         raise FhirError.of(404, "not-found", f"{type}/{id} has no version {vid!r}: version ids are 1, 2, ...")
-    stored = await ctx.store.vread(type, id, int(vid))
+    stored = await ctx.store.vread(type, await ctx.names.subject_id(type, id), int(vid))
     if stored is None or not ctx.gate.visible(ctx.principal, stored):
         raise FhirError.of(404, "not-found", f"{type}/{id} has no version {vid}")
     if stored.deleted:

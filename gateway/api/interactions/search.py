@@ -42,14 +42,16 @@ async def searchset(ctx: Ctx, type_: str, params: list[tuple[str, str]]) -> byte
     """The searchset Bundle for `type_?params`, as this principal may see it (also used by batch GET entries)."""
     ctx.gate.require(ctx.principal, stored_type(type_), "search")
     restriction = ctx.gate.restrict(ctx.principal)
-    page = await engine_of(ctx).search(type_, params, restriction, strict=ctx.prefer.handling == "strict")
+    page = await engine_of(ctx).search(type_, await ctx.names.params(params), restriction,
+                                       strict=ctx.prefer.handling == "strict")
     return await _bundle(ctx, f"/{type_}", page)
 
 
 async def system_searchset(ctx: Ctx, params: list[tuple[str, str]]) -> bytes:
     """The searchset Bundle for `[base]?params`: the types of `_type` (else every type the principal may read)."""
     restriction = ctx.gate.restrict(ctx.principal)
-    page = await engine_of(ctx).search_system(params, restriction, strict=ctx.prefer.handling == "strict")
+    page = await engine_of(ctx).search_system(await ctx.names.params(params), restriction,
+                                              strict=ctx.prefer.handling == "strict")
     return await _bundle(ctx, "", page)
 
 

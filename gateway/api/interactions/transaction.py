@@ -81,11 +81,11 @@ def _entry_error(index: int, error: FhirError) -> FhirError:
 async def _result(ctx: Ctx, stored: StoredResource | None, status: int) -> Entry:
     if stored is None:
         return Entry(response={"status": STATUS_TEXT.get(status, str(status))})
-    response = {"status": STATUS_TEXT.get(status, str(status)),
-                "location": f"{stored.type}/{stored.id}/_history/{stored.version}",
+    public = f"{stored.type}/{ctx.names.public_id(stored.type, stored.id)}"
+    response = {"status": STATUS_TEXT.get(status, str(status)), "location": f"{public}/_history/{stored.version}",
                 "etag": f'W/"{stored.version}"', "lastModified": to_instant(stored.ts)}
     body = None if ctx.prefer.return_ == "minimal" or stored.deleted else await disclosed(ctx, stored)
-    return Entry(f"{ctx.base}/{stored.type}/{stored.id}", body, response=response)
+    return Entry(f"{ctx.base}/{public}", body, response=response)
 
 
 async def _run(ctx: Ctx, tx: Transaction, step: Step, assigned: dict[int, str]) -> Entry:
@@ -119,10 +119,11 @@ async def _get(ctx: Ctx, tx: Transaction, step: Step) -> Entry:
         return Entry(resource=body, response={"status": STATUS_TEXT[200]})
     interaction = "vread" if step.vid else "read"
     ctx.gate.require(ctx.principal, step.type, interaction)
+    id_ = await ctx.names.subject_id(step.type, step.id)
     if step.vid:
-        stored = await ctx.store.vread(step.type, step.id, int(step.vid)) if step.vid.isdigit() else None
+        stored = await ctx.store.vread(step.type, id_, int(step.vid)) if step.vid.isdigit() else None
     else:
-        stored = await tx.current(step.type, step.id)
+        stored = await tx.current(step.type, id_)
     if stored is None or not ctx.gate.visible(ctx.principal, stored):
         raise not_found(step.type, step.id)
     if stored.deleted:
@@ -173,8 +174,8 @@ async def _batch(ctx: Ctx, entries: list[Any]) -> Response:
             async with ctx.store.transaction() as tx:
                 out.append(await _run(ctx, tx, step, {}))
         except FhirError as exc:
-            out.append(Entry(response={"status": str(exc.status),
-                                       "outcome": operation_outcome(_entry_error(index, exc).issues)}))
+            outcome = operation_outcome(ctx.names.issues(_entry_error(index, exc).issues))
+            out.append(Entry(response={"status": str(exc.status), "outcome": outcome}))
     return bundle_response("batch-response", out)
 
 
