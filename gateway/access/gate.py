@@ -25,7 +25,7 @@ import orjson
 from gateway.access import consent
 from gateway.access.consent import Decision
 from gateway.access.principal import Principal
-from gateway.access.pseudonymise import Plan, Rename, plan, rename_references
+from gateway.access.pseudonymise import Plan, Rename, plan, rename_references, rules
 from gateway.access.pseudonyms import Pseudonyms, Renaming
 from gateway.access.scopes import READ, SEARCH
 from gateway.access.translation import PLAIN, Pseudonymous, Translator
@@ -38,8 +38,9 @@ INTERACTION_ACTIONS = {
     "create": "c", "update": "u", "delete": "d", "validate": READ, "export": READ,
 }
 EXTERNAL_NEEDS = frozenset({"research", "external-sharing"})
-INTERNAL_ONLY = frozenset({"AuditEvent"})
-"""Types no external principal reads, whatever its scopes: the audit trail names other clients."""
+INTERNAL_ONLY = frozenset({"AuditEvent", "Provenance"})
+"""Types no external principal reads, whatever its scopes: the audit trail names other clients, and a
+load's Provenance names every subject loaded, consented to sharing or not."""
 
 
 def required_permissions(principal: Principal, kind: str = "specimen") -> frozenset[str]:
@@ -62,6 +63,9 @@ class Restriction:
     Patient compartment is not visible through a patient/ scope.
     `consent`: for external principals, the permissions a subject's consent in force must grant
     (at `at_us`) for resources in that subject's compartment to appear; empty for internal ones.
+    `hidden_systems`: identifier systems the principal never sees (the MRN, for external ones), so
+    no search may match on them either: `Patient?identifier=MGH-...` would otherwise tell a
+    collaborator which biobank subject a hospital patient is, even with the MRN removed from the answer.
     """
 
     readable: frozenset[str]
@@ -69,6 +73,7 @@ class Restriction:
     compartments: frozenset[str] = frozenset()
     consent: frozenset[str] = frozenset()
     at_us: int = 0
+    hidden_systems: frozenset[str] = frozenset()
 
     def allows_type(self, type_: str) -> bool:
         return type_ in self.readable
@@ -126,7 +131,8 @@ class Gate:
         confined = frozenset(t for t in readable if principal.scopes.patient_only(t, action))
         compartments = frozenset([principal.patient]) if principal.patient else frozenset()
         needs = frozenset() if principal.internal else required_permissions(principal)
-        return Restriction(readable, confined, compartments, needs, now_us())
+        hidden = frozenset() if principal.internal else rules().identifier_systems
+        return Restriction(readable, confined, compartments, needs, now_us(), hidden)
 
     def visible(self, principal: Principal, stored: StoredResource) -> bool:
         """Scope and compartment: may this principal see resources like `stored` at all?"""

@@ -265,9 +265,14 @@ class Compiler:
         return self._has(c)
 
     def _index_rows(self, c: Clause, values: bool = True) -> Rows:
-        """The rows of `c`'s parameter, those matching one of its values (`values`) or all of them."""
+        """The rows of `c`'s parameter, those matching one of its values (`values`) or all of them —
+        never the rows of an identifier system the principal may not see (Restriction.hidden_systems)."""
         t = self.alias("t")
         where = Sql(f"{t}.type = ? AND {t}.param = ?", [c.param.type_name, c.param.code])
+        hidden = sorted(self.restriction.hidden_systems)
+        system = {"token": "system", "reference": "ident_system"}.get(c.param.kind)
+        if hidden and system:
+            where = all_of([where, Sql(f"({t}.{system} IS NULL OR {t}.{system} NOT IN ({marks(hidden)}))", hidden)])
         return Rows(f"search_{c.param.kind} {t}", f"{t}.id", all_of([where, self._values(c, t)]) if values else where)
 
     def _values(self, c: Clause, t: str) -> Sql:

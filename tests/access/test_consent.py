@@ -16,7 +16,7 @@ from gateway.access.principal import Principal
 from gateway.access.scopes import Scopes
 from gateway.app import create_app
 from gateway.served import CONFORMANCE_TYPES
-from tests.access.corpus import ALL, MRN, SUBJECTS, consent, resources
+from tests.access.corpus import ALL, MRN, SUBJECTS, B, consent, resources
 from tests.conftest import make_settings
 
 EXTERNAL_VISIBLE = {"S01", "S02", "S06", "S11", "S12"}
@@ -182,3 +182,42 @@ async def test_search_and_includes_follow_the_same_rules(biobank, who: Principal
     count = (await client.get("/fhir/Consent?_summary=count")).json()
     consents_visible = sum(len(c) for pid, c in SUBJECTS.items() if pid in expected)
     assert count["total"] == consents_visible
+
+
+@pytest.mark.parametrize("query", [
+    f"/fhir/Patient?identifier={MRN}|MGH-7000000",
+    "/fhir/Patient?identifier=MGH-7000000",
+    "/fhir/Specimen?subject:Patient.identifier=MGH-7000000",
+    "/fhir/Specimen?patient.identifier=MGH-7000000",
+    "/fhir/Patient?_has:Specimen:subject:_id=SPS01&identifier=MGH-7000000",
+    "/fhir?_type=Patient,Specimen&identifier=MGH-7000000",
+])
+async def test_an_mrn_matches_nothing_for_external_principals(biobank, query: str) -> None:
+    """S01 consented to external sharing, so a collaborator sees it — but must not learn that hospital
+    patient MGH-7000000 is biobank subject S01 by searching with the MRN (a re-identification door)."""
+    client, who = biobank
+    who["p"] = principal("external")
+    found = (await client.get(query)).json()
+    assert found["resourceType"] == "Bundle" and not [e for e in found.get("entry", [])
+                                                     if e["search"]["mode"] == "match"]
+    assert (await client.get(f"/fhir/Patient?identifier={B}/sid/subject|S01")).json()["total"] == 1
+    who["p"] = principal("internal")
+    assert [e["resource"]["id"] for e in (await client.get(query)).json()["entry"]
+            if e["search"]["mode"] == "match"] in (["S01"], ["SPS01"])
+
+
+async def test_load_provenance_is_internal_only(biobank) -> None:
+    """A load's Provenance targets every subject loaded — those who refused sharing too."""
+    client, who = biobank
+    targets = [{"reference": f"Patient/{pid}"} for pid in SUBJECTS]
+    provenance = {"resourceType": "Provenance", "id": "load-1", "target": targets, "recorded": "2026-11-28T10:00:00Z",
+                  "agent": [{"who": {"display": "biobank-gateway load"}}]}
+    assert (await client.put("/fhir/Provenance/load-1", json=provenance)).status_code in (200, 201)
+    who["p"] = principal("external")
+    assert (await client.get("/fhir/Provenance/load-1")).status_code == 404
+    assert (await client.get("/fhir/Provenance")).status_code == 403
+    assert (await client.get("/fhir/Patient?_revinclude=Provenance:target")).status_code == 403
+    wildcard = (await client.get("/fhir/Patient?_revinclude=*")).json()
+    assert wildcard["entry"] and not [e for e in wildcard["entry"] if e["resource"]["resourceType"] == "Provenance"]
+    who["p"] = principal("internal")
+    assert (await client.get("/fhir/Provenance/load-1")).status_code == 200
