@@ -64,13 +64,14 @@ def demo_data(out: Path = typer.Option(..., help="folder for the CSV export"),
     typer.echo(orjson.dumps(summary, option=orjson.OPT_INDENT_2, default=str).decode())
 
 
-async def _load(settings: Settings, source: str, since: datetime | None, report: Path | None, quiet: bool) -> int:
+async def _load(settings: Settings, source: str, since: datetime | None, report: Path | None, quiet: bool,
+                workers: int | None = None) -> int:
     from gateway.ingest.loader import load as run_load
     from gateway.runtime import open_store
 
     store = await open_store(settings)
     try:
-        result = await run_load(store, source, since, report, progress=not quiet)
+        result = await run_load(store, source, since, report, progress=not quiet, workers=workers)
     finally:
         await store.close()
     if not quiet:
@@ -81,9 +82,11 @@ async def _load(settings: Settings, source: str, since: datetime | None, report:
 @cli.command()
 def load(source: str = typer.Option(..., help="folder, CSV/NDJSON file, or SQL URL"),
          since: datetime | None = typer.Option(None, help="only rows updated after this timestamp"),
-         report: Path | None = typer.Option(None, help="write the load report (JSON) here")) -> None:
+         report: Path | None = typer.Option(None, help="write the load report (JSON) here"),
+         workers: int | None = typer.Option(None, help="processes that map and validate rows "
+                                                       "(default: one per CPU; 0 or 1: in this process)")) -> None:
     """Map, validate and store a source export; print the load report."""
-    raise typer.Exit(asyncio.run(_load(Settings(), source, since, report, quiet=False)))
+    raise typer.Exit(asyncio.run(_load(Settings(), source, since, report, quiet=False, workers=workers)))
 
 
 async def _store_is_empty(settings: Settings) -> bool:

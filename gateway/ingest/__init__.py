@@ -2,8 +2,10 @@
 
 `load(store, source, ...)` maps, validates and stores an export and returns its
 `LoadReport`; `write_demo_export(out_dir, subjects, seed)` writes a synthetic export.
-Pipeline: sources.py (rows) -> mapping.py (mappings/*.yaml + ConceptMaps) -> loader.py
-(cross-record rules, batches, Groups, Provenance) -> report.py.
+Pipeline: sources.py (rows) -> scan.py (first pass: keys, duplicates, carried values) ->
+prepare.py on worker processes (workers.py; mapping.py + template.py over mappings/*.yaml and
+ConceptMaps, profile validation, search index rows) -> loader.py (cross-record rules in file
+order, batches, Groups, Provenance) -> report.py.
 """
 
 from gateway.ingest.demo import write_demo_export

@@ -1,10 +1,11 @@
 """A load: source rows -> mapped, validated FHIR -> the store, in atomic batches -> a report.
 
-Two passes over the source, both streaming. The first (`_scan`) keeps only what the rules
-need from other records: each record set's keys (duplicates in one load reject *both*
-rows; a reference to a key still to come waits for it), values carried per subject (an
-MRN given on one row reaches the subject's Patient), unknown columns, and a SHA-256 over
-the rows. The second maps every row and writes batches with `Store.put_many`.
+Two passes over the source, both streaming. The first (scan.py) keeps only what the rules
+need from other records. The second cuts the rows into jobs that are mapped, validated and
+index-extracted on worker processes (prepare.py, workers.py) and takes their outcomes back
+in file order; the rules that depend on order are applied here, in the loading process:
+references, inheritance, derived resources written once, cohorts. Batches are written with
+`Store.put_many`, each with the index rows the workers extracted.
 
 Why this converges after a kill -9: every batch is one transaction, ids derive from source
 ids, and an unchanged resource gets no new version — so re-running writes the same content
@@ -18,102 +19,65 @@ that target is rejected or never comes.
 
 from __future__ import annotations
 
-import hashlib
+import asyncio
 import sys
 from collections import deque
-from collections.abc import Iterable
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Iterable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
 
 import orjson
 
-from gateway.ingest.mapping import LOAD_ORDER, Mappings, RecordMapping, load_mappings
+from gateway.ingest.mapping import LOAD_ORDER, MAPPINGS_DIR, Mappings, RecordMapping, load_mappings
+from gateway.ingest.prepare import Context, Job, Mapped, Prepared, Rejected, Validator, default_validator
 from gateway.ingest.report import LoadReport
-from gateway.ingest.sources import RawRow, Table, open_source
-from gateway.ingest.values import LOCAL_ZONE, Reject, as_instant, parse_when
+from gateway.ingest.scan import Index, included, scan
+from gateway.ingest.sources import Table, open_source
+from gateway.ingest.statistics import Statistics
+from gateway.ingest.values import LOCAL_ZONE
+from gateway.ingest.workers import Workers, default_count, fewer_collections
 from gateway.observability import metrics
+from gateway.store.index import TableRows
 
 BATCH = 2000
 """Resources per transaction: large enough to amortise a commit, small enough to redo."""
-
-
-class Validator(Protocol):
-    def validate(self, resource: dict[str, Any]) -> list[Any]: ...
+JOB_ROWS = 250
+"""Rows per job: enough to amortise a round trip to a worker, few enough to keep workers evenly busy."""
 
 
 class Store(Protocol):
-    async def put_many(self, resources: Iterable[dict[str, Any]]) -> list[Any]: ...
+    async def put_many(self, resources: Iterable[dict[str, Any]],
+                       index: Sequence[TableRows | None] | None = None) -> list[Any]: ...
     async def existing_ids(self, type_: str, ids: list[str]) -> set[str]: ...
     async def read_bytes(self, type_: str, id_: str) -> bytes | None: ...
-
-
-def default_validator() -> Validator | None:
-    """The profile validator (gateway.profiles) when that package is present."""
-    try:
-        from gateway.profiles import ProfileValidator
-    except ImportError:
-        return None
-    return ProfileValidator.load()
-
-
-def profile_errors(validator: Validator | None, resource: dict[str, Any]) -> list[str]:
-    """Error diagnostics of `resource` against its profile (the one place validation is called)."""
-    if validator is None:
-        return []
-    out = []
-    for issue in validator.validate(resource):
-        if getattr(issue, "severity", "error") in ("error", "fatal"):
-            where = ", ".join(getattr(issue, "expression", ()) or ())
-            out.append(f"{issue.diagnostics} ({where})" if where else str(issue.diagnostics))
-    return out
 
 
 def _ref(resource: dict[str, Any]) -> str:
     return f"{resource['resourceType']}/{resource['id']}"
 
 
-@dataclass
-class Index:
-    """What the first pass learnt: keys per record set, carried values, the rows' digest."""
-
-    keys: dict[str, set[str]] = field(default_factory=dict)
-    duplicates: dict[str, dict[str, list[int]]] = field(default_factory=dict)
-    carried: dict[str, dict[str, str]] = field(default_factory=dict)
-    refused: set[str] = field(default_factory=set)
-    rows: int = 0
-    latest: datetime | None = None
-    digest: Any = field(default_factory=hashlib.sha256)
-
-
-@dataclass
-class Mapped:
-    """A row that mapped and validated, waiting for its references to resolve."""
+@dataclass(frozen=True, slots=True)
+class Row:
+    """A mapped row back from its job, waiting for its references to resolve."""
 
     spec: RecordMapping
     file: str
-    line: int
-    key: str
-    values: dict[str, Any]
-    resource: dict[str, Any]
-    derived: list[tuple[dict[str, Any], str | None]]
-    refs: list[tuple[str, str, str]]  # (Type/id, record set, reason)
-
-    def ref_of(self, column: str) -> str | None:
-        """The Type/id the reference in `column` names, if that column is set."""
-        return next((ref for ref, c, _ in self.refs if c == column), None)
+    mapped: Mapped
 
     @property
     def ref(self) -> str:
-        return _ref(self.resource)
+        return self.mapped.ref
 
 
-@dataclass
+@dataclass(frozen=True, slots=True)
 class Pending:
-    """A resource to put, and the record set whose counts its outcome goes to (primary only)."""
+    """A resource to put, its index rows if extracted, and the record set whose counts its outcome
+    goes to (primary only)."""
 
     resource: dict[str, Any]
+    index: TableRows | None = None
     record_set: str | None = None
     only_if_new: bool = False
 
@@ -121,157 +85,85 @@ class Pending:
 class Load:
     """One run of `load`: the state of the second pass lives here."""
 
-    def __init__(self, store: Store, mappings: Mappings, report: LoadReport, validator: Validator | None,
+    def __init__(self, store: Store, mappings: Mappings, report: LoadReport, context: Context, index: Index,
                  since: datetime | None, batch: int) -> None:
-        self.store, self.mappings, self.report, self.validator = store, mappings, report, validator
-        self.since, self.batch = since, batch
-        self.index = Index()
+        self.store, self.mappings, self.report, self.context = store, mappings, report, context
+        self.index, self.since, self.batch = index, since, batch
         self.loaded: set[str] = set()  # Type/id of every resource this load accepted or derived
         self.rejected: set[str] = set()
         self.in_store: dict[str, bool] = {}
         self.inherited: dict[str, Any] = {}  # Type/id -> its value of the spec's `inherit` element
-        self.waiting: dict[str, list[Mapped]] = {}
-        self.queue: deque[Mapped] = deque()
+        self.waiting: dict[str, list[Row]] = {}
+        self.queue: deque[Row] = deque()
         self.out: list[Pending] = []
+        self.writing: asyncio.Task[None] | None = None
+        self.statistics = Statistics(store)
         self.members: dict[str, dict[str, dict[str, Any] | None]] = {}
         self.cohort_spec = next((s for s in mappings.record_sets.values() if s.cohort), None)
         self.cohort_source = next((r.record_set for r in self.cohort_spec.references
                                    if r.column == self.cohort_spec.cohort.study), None) if self.cohort_spec else None
 
-    # -- first pass ---------------------------------------------------------------------
+    # -- jobs out, outcomes back ----------------------------------------------------------
 
-    def included(self, spec: RecordMapping, row: RawRow) -> bool:
-        """False for rows `--since` leaves out (an unreadable `updated_at` is kept: it rejects)."""
-        if self.since is None:
-            return True
-        try:
-            return as_instant(parse_when(row.cells.get(spec.updated, ""))) > self.since
-        except Reject:
-            return True
-
-    async def scan(self, tables: dict[str, Table], progress: Any) -> None:
-        conflicts: list[str] = []
-        for name, table in tables.items():
-            spec = self.mappings.record_sets[name]
-            keys: dict[str, int] = {}
-            duplicates: dict[str, list[int]] = {}
-            unknown: set[str] = set()
-            self.index.digest.update(name.encode())
-            async for chunk in table.chunks():
-                if not self._header_ok(spec, table):
-                    break
-                for row in chunk:
-                    if not self.included(spec, row):
-                        continue
-                    self.index.rows += 1
-                    self.index.digest.update(orjson.dumps(row.cells, option=orjson.OPT_SORT_KEYS))
-                    unknown.update(row.cells.keys() - spec.columns.keys())
-                    self._note_updated(spec, row)
-                    key = row.cells.get(spec.key, "")
-                    if key in keys:
-                        duplicates.setdefault(key, [keys[key]]).append(row.line)
-                    elif key:
-                        keys[key] = row.line
-                    self._carry(spec, row, conflicts)
-            self._header_ok(spec, table)
-            if unknown:
-                self.report.warn(f"{table.location}: unknown columns ignored: {', '.join(sorted(unknown))}")
-            self.index.keys[name] = set(keys)
-            self.index.duplicates[name] = duplicates
-        if conflicts:
-            examples = "; ".join(conflicts[:5])
-            self.report.warn(f"{len(conflicts)} subjects with conflicting values, first kept: {examples}")
-        if progress is not None:
-            progress.update(progress.task_ids[0], total=self.index.rows)
-
-    def _header_ok(self, spec: RecordMapping, table: Table) -> bool:
-        """A table whose header lacks the key column is refused whole (no header row, most likely)."""
-        if spec.name in self.index.refused:
-            return False
-        if table.columns is not None and spec.key not in table.columns:
-            self.index.refused.add(spec.name)
-            self.report.reject(spec.name, table.location, 1, None,
-                               f"header row missing or without {spec.key}: file not loaded", counted=False)
-            return False
-        return True
-
-    def _note_updated(self, spec: RecordMapping, row: RawRow) -> None:
-        try:
-            moment = as_instant(parse_when(row.cells.get(spec.updated, "")))
-        except Reject:
-            return
-        if self.index.latest is None or moment > self.index.latest:
-            self.index.latest = moment
-
-    def _carry(self, spec: RecordMapping, row: RawRow, conflicts: list[str]) -> None:
-        subject = row.cells.get(spec.carry_key or "", "")
-        if not subject:
-            return
-        carried = self.index.carried.setdefault(subject, {})
-        for column in spec.carry_columns:
-            value = row.cells.get(column, "")
-            if not value:
-                continue
-            if column not in carried:
-                carried[column] = value
-            elif carried[column] != value:
-                conflicts.append(f"{subject} {column} {carried[column]!r} vs {value!r} ({spec.name} line {row.line})")
-
-    # -- second pass --------------------------------------------------------------------
-
-    async def run(self, tables: dict[str, Table], progress: Any) -> None:
+    async def jobs(self, tables: dict[str, Table]) -> AsyncIterator[Job]:
+        """The rows to map, in load order, as jobs (made only when a worker can take one)."""
         for name in LOAD_ORDER:
             table = tables.get(name)
             if table is None or name in self.index.refused:
                 continue
             spec = self.mappings.record_sets[name]
             counts = self.report.counts(name)
-            async for chunk in table.chunks():
-                mapped = []
+            async for chunk in table.chunks(JOB_ROWS):
+                rows = []
                 for row in chunk:
-                    if not self.included(spec, row):
+                    if included(spec, row, self.since):
+                        counts.read += 1
+                        rows.append((row.line, row.cells, row.error))
+                    else:
                         counts.skipped += 1
-                        continue
-                    counts.read += 1
-                    try:
-                        mapped.append(self.map_row(spec, table, row))
-                    except Reject as exc:
-                        self.reject_row(spec, table.location, row.line, row.cells.get(spec.key, ""), str(exc))
-                await self.resolve(mapped)
-                if progress is not None:
-                    progress.advance(progress.task_ids[0], len(chunk))
-                if len(self.out) >= self.batch:
-                    await self.flush()
+                if rows:
+                    yield self.job(spec, rows)
+
+    def job(self, spec: RecordMapping, rows: list[tuple[int, dict[str, str], str | None]]) -> Job:
+        """A job with the first pass's facts about its rows and the values its rows may inherit."""
+        duplicates, inherit = self.index.duplicates[spec.name], spec.inherit
+        carried: dict[str, dict[str, str]] = {}
+        repeated: dict[str, tuple[int, ...]] = {}
+        hints: dict[str, Any] = {}
+        for _, cells, _ in rows:
+            key = cells.get(spec.key, "")
+            if key in duplicates:
+                repeated[key] = tuple(duplicates[key])
+            subject = cells.get(spec.carry_key or "", "")
+            if subject in self.index.carried:
+                carried[subject] = self.index.carried[subject]
+            if inherit is not None and (parent := cells.get(inherit.reference)):
+                target = self.mappings.target(spec, inherit.reference, parent)
+                if self.inherited.get(target) is not None:
+                    hints[target] = self.inherited[target]
+        return Job(spec.name, tuple(rows), carried, repeated, hints)
+
+    async def run(self, tables: dict[str, Table], workers: Workers, progress: Any) -> None:
+        async for job, outcomes in workers.map(self.jobs(tables)):
+            spec, file = self.mappings.record_sets[job.record_set], tables[job.record_set].location
+            mapped = []
+            for outcome in outcomes:
+                if isinstance(outcome, Rejected):
+                    self.reject_row(spec, file, outcome.line, outcome.key, outcome.reason)
+                else:
+                    mapped.append(Row(spec, file, outcome))
+            await self.resolve(mapped)
+            if progress is not None:
+                progress.advance(progress.task_ids[0], len(job.rows))
+            if len(self.out) >= self.batch:
+                await self.flush()
         for ref, rows in list(self.waiting.items()):  # only when a target never came
             for row in rows:
-                self.reject_row(row.spec, row.file, row.line, row.key, f"reference {ref} never resolved")
+                self.reject_row(row.spec, row.file, row.mapped.line, row.mapped.key, f"reference {ref} never resolved")
         self.waiting.clear()
         await self.flush()
 
-    def map_row(self, spec: RecordMapping, table: Table, row: RawRow) -> Mapped:
-        if row.error:
-            raise Reject(row.error)
-        key = row.cells.get(spec.key, "")
-        if not key:
-            raise Reject(f"missing required {spec.key}")
-        lines = self.index.duplicates[spec.name].get(key)
-        if lines:
-            raise Reject(f"duplicate {spec.key} {key} on lines {', '.join(map(str, lines))}: all rejected")
-        values = spec.parse(row.cells)
-        carried = self.index.carried.get(values.get(spec.carry_key) or "", {})
-        for column in spec.carry_columns:
-            if values.get(column) is None and column in carried:
-                values[column] = carried[column]
-        resource, derived = spec.build(values)
-        refs = []
-        for reference in spec.references:
-            value = values.get(reference.column)
-            if value:
-                target = self.mappings.record_sets[reference.record_set]
-                target_type = target.resource_type
-                refs.append((f"{target_type}/{target.resource_id(value)}", reference.column,
-                             reference.reason.format(**{reference.column: value})))
-        return Mapped(spec, table.location, row.line, key, values, resource, derived, refs)
+    # -- the rules that depend on order -----------------------------------------------------
 
     def reject_row(self, spec: RecordMapping, file: str, line: int, key: str, reason: str) -> None:
         self.report.reject(spec.name, file, line, key, reason)
@@ -280,8 +172,9 @@ class Load:
             self.rejected.add(ref)
             self.queue.extend(self.waiting.pop(ref, ()))
 
-    async def resolve(self, mapped: list[Mapped]) -> None:
-        unknown = {ref for m in mapped for ref, _, _ in m.refs if ref not in self.loaded and ref not in self.in_store}
+    async def resolve(self, mapped: list[Row]) -> None:
+        unknown = {r.target for row in mapped for r in row.mapped.refs
+                   if r.target not in self.loaded and r.target not in self.in_store}
         await self._check_store(unknown)
         await self._inherit_from_store(mapped)
         self.queue.extend(mapped)
@@ -293,17 +186,17 @@ class Load:
             elif verdict[0] == "wait":
                 self.waiting.setdefault(verdict[1], []).append(row)
             else:
-                self.reject_row(row.spec, row.file, row.line, row.key, verdict[1])
+                self.reject_row(row.spec, row.file, row.mapped.line, row.mapped.key, verdict[1])
 
-    def _verdict(self, row: Mapped) -> tuple[str, str] | None:
+    def _verdict(self, row: Row) -> tuple[str, str] | None:
         """None when every reference resolves; ("wait", ref) or ("reject", reason) otherwise."""
-        for ref, column, reason in row.refs:
-            if ref in self.loaded or self.in_store.get(ref):
+        for ref in row.mapped.refs:
+            if ref.target in self.loaded or self.in_store.get(ref.target):
                 continue
-            record_set = row.spec.reference_sets[column]
-            if ref not in self.rejected and row.values[column] in self.index.keys.get(record_set, ()):
-                return "wait", ref
-            return "reject", reason + (" (rejected in this load)" if ref in self.rejected else "")
+            record_set = row.spec.reference_sets[ref.column]
+            if ref.target not in self.rejected and ref.value in self.index.keys.get(record_set, ()):
+                return "wait", ref.target
+            return "reject", ref.reason + (" (rejected in this load)" if ref.target in self.rejected else "")
         return None
 
     async def _check_store(self, refs: set[str]) -> None:
@@ -315,61 +208,77 @@ class Load:
             found = await self.store.existing_ids(type_, ids)
             self.in_store.update({f"{type_}/{i}": i in found for i in ids})
 
-    async def _inherit_from_store(self, mapped: list[Mapped]) -> None:
+    async def _inherit_from_store(self, mapped: list[Row]) -> None:
         """Fetch inherited values of parents loaded earlier (parents of this load are known)."""
         for row in mapped:
-            inherit = row.spec.inherit
-            parent = row.ref_of(inherit.reference) if inherit else None
-            if parent and parent not in self.inherited and self.in_store.get(parent):
+            parent, inherit = row.mapped.parent, row.spec.inherit
+            if inherit and parent and parent not in self.inherited and self.in_store.get(parent):
                 raw = await self.store.read_bytes(*parent.split("/", 1))
                 self.inherited[parent] = inherit.get(orjson.loads(raw)) if raw else None
 
-    def accept(self, row: Mapped) -> None:
+    def settle(self, row: Row) -> Prepared:
+        """The row's resource as accepted now: the worker's, unless the value it guessed for the
+        inherited element is not what the parent turned out to give (then it is checked here)."""
+        mapped, inherit = row.mapped, row.spec.inherit
+        if inherit is None or mapped.parent is None:
+            return mapped.primary
+        expected = self.inherited.get(mapped.parent)
+        if expected == mapped.inherited:
+            return mapped.primary
+        base = orjson.loads(mapped.primary.json if mapped.base is None else mapped.base)
+        return self.context.prepare(base if expected is None else inherit.with_value(base, expected))
+
+    def accept(self, row: Row) -> None:
         """Store the row's resources, unless they fail their profiles (the row is then rejected)."""
-        inherit = row.spec.inherit
-        if inherit:
-            parent = row.ref_of(inherit.reference)
-            if parent and inherit.get(row.resource) is None and self.inherited.get(parent) is not None:
-                inherit.set(row.resource, self.inherited[parent])
-        fresh = [(d, requires) for d, requires in row.derived if _ref(d) not in self.loaded]
-        for candidate in (row.resource, *(d for d, _ in fresh)):
-            errors = profile_errors(self.validator, candidate)
-            if errors:
-                reason = f"{candidate['resourceType']} fails its profile: {'; '.join(errors[:3])}"
-                self.reject_row(row.spec, row.file, row.line, row.key, reason)
+        primary = self.settle(row)
+        fresh = [(d, d.checked if d.checked is not None else self.context.prepare(orjson.loads(d.json)))
+                 for d in row.mapped.derived if d.ref not in self.loaded]
+        for candidate in (primary, *(prepared for _, prepared in fresh)):
+            if candidate.errors:
+                reason = f"{candidate.resource()['resourceType']} fails its profile: {'; '.join(candidate.errors[:3])}"
+                self.reject_row(row.spec, row.file, row.mapped.line, row.mapped.key, reason)
                 return
-        if inherit:
-            self.inherited[row.ref] = inherit.get(row.resource)
+        resource = primary.resource()
+        if row.spec.inherit:
+            self.inherited[row.ref] = row.spec.inherit.get(resource)
         self.loaded.add(row.ref)
-        self.out.append(Pending(row.resource, row.spec.name))
-        for resource, requires in fresh:
-            self.loaded.add(_ref(resource))
-            self.out.append(Pending(resource, only_if_new=bool(requires) and row.values.get(requires) is None))
+        self.out.append(Pending(resource, primary.index(), row.spec.name))
+        for derived, prepared in fresh:
+            self.loaded.add(derived.ref)
+            self.out.append(Pending(prepared.resource(), prepared.index(), only_if_new=derived.only_if_new))
         self._note_cohort(row)
         self.queue.extend(self.waiting.pop(row.ref, ()))
 
-    def _note_cohort(self, row: Mapped) -> None:
-        if self.cohort_spec is None:
-            return
-        cohort = self.cohort_spec.cohort
+    def _note_cohort(self, row: Row) -> None:
         if row.spec.name == self.cohort_source:
-            self.members.setdefault(row.key, {})
-        elif row.spec is self.cohort_spec:
-            member = cohort.member(row.values)
-            study = row.values[cohort.study]
-            keep = row.values.get(cohort.status) in cohort.member_statuses
-            self.members.setdefault(study, {})[member["entity"]["reference"]] = member if keep else None
+            self.members.setdefault(row.mapped.key, {})
+        elif row.mapped.cohort is not None:
+            change = row.mapped.cohort
+            self.members.setdefault(change.study, {})[change.entity] = change.member
 
     async def flush(self) -> None:
+        """Start writing the batch so far. It is written while the next rows are resolved (on
+        PostgreSQL the server works meanwhile), one batch at a time, in the order they were made."""
         if not self.out:
             return
         batch, self.out = self.out, []
+        await self.drain()
         conditional = [p for p in batch if p.only_if_new]
         if conditional:
             refs = {_ref(p.resource) for p in conditional}
             await self._check_store(refs - self.in_store.keys())
             batch = [p for p in batch if not (p.only_if_new and self.in_store.get(_ref(p.resource)))]
-        results = await self.store.put_many([p.resource for p in batch])
+        self.writing = asyncio.create_task(self._write(batch))
+
+    async def drain(self) -> None:
+        """Wait until the batch being written is committed (raising what its write raised)."""
+        if self.writing is not None:
+            writing, self.writing = self.writing, None
+            await writing
+
+    async def _write(self, batch: list[Pending]) -> None:
+        results = await self.store.put_many([p.resource for p in batch], [p.index for p in batch])
+        await self.statistics.wrote(len(batch))
         for pending, result in zip(batch, results, strict=True):
             if pending.record_set:
                 counts = self.report.counts(pending.record_set)
@@ -380,6 +289,7 @@ class Load:
 
     async def finish(self) -> None:
         """Cohort Groups, then the Provenance: both derived from rows and store only."""
+        await self.drain()
         if self.cohort_spec is not None:
             template = self.cohort_spec.cohort.template
             for study in sorted(self.members):
@@ -392,24 +302,33 @@ class Load:
                         merged[entity] = member
                 members = [merged[k] for k in sorted(merged)]
                 group = template({"study_id": study, "members": members, "quantity": len(members)})
-                errors = profile_errors(self.validator, group)
-                if errors:
-                    self.report.warn(f"{_ref(group)} not written, fails its profile: {'; '.join(errors[:3])}")
+                prepared = self.context.prepare(group)
+                if prepared.errors:
+                    self.report.warn(f"{_ref(group)} not written, fails its profile: {'; '.join(prepared.errors[:3])}")
                     continue
                 self.loaded.add(_ref(group))
-                self.out.append(Pending(group))
+                self.out.append(Pending(group, prepared.index()))
             await self.flush()
-        if self.loaded and self.index.latest is not None:
+        targets = sorted(self.loaded)
+        self._forget()
+        if targets and self.index.latest is not None:
             provenance = self.mappings.provenance({
                 "hash": self.index.digest.hexdigest()[:40],
                 "recorded": self.index.latest,
                 "rows": self.index.rows,
                 "record_sets": ", ".join(n for n in LOAD_ORDER if n in self.report.record_sets),
-                "targets": [{"reference": ref} for ref in sorted(self.loaded)],
+                "targets": [{"reference": ref} for ref in targets],
             })
             self.out.append(Pending(provenance))
             await self.flush()
+            await self.drain()
             self.report.provenance = _ref(provenance)
+
+    def _forget(self) -> None:
+        """Drop what only the rows needed: the Provenance, the load's largest resource, comes next
+        (what grows with the export is this bookkeeping and that resource; not both at once)."""
+        self.loaded, self.rejected, self.in_store, self.inherited, self.members = set(), set(), {}, {}, {}
+        self.index.keys, self.index.duplicates, self.index.carried = {}, {}, {}
 
     async def _stored_members(self, group: dict[str, Any]) -> dict[str, dict[str, Any]]:
         raw = await self.store.read_bytes(group["resourceType"], group["id"])
@@ -420,25 +339,37 @@ class Load:
 
 async def load(store: Store, source: str, since: datetime | None = None, report_path: Path | None = None,
                validator: Validator | None = None, progress: bool = False, *,
-               mappings: Mappings | None = None, batch: int = BATCH) -> LoadReport:
+               mappings_dir: Path = MAPPINGS_DIR, batch: int = BATCH, workers: int | None = None) -> LoadReport:
     """Load the export at `source` (folder, file, or SQL URL) into `store`; return the report.
 
     `since`: only rows whose `updated_at` is later (a naive value is America/New_York).
     `validator`: checks every resource against its profile; None takes the default
-    (`gateway.profiles.ProfileValidator` when installed). `progress`: a progress bar, shown
-    only when stdout is a terminal. The report is also written to `report_path` if given.
+    (`gateway.profiles.ProfileValidator` when installed); another one is pickled to the
+    workers. `workers`: processes that map and validate (None: one per CPU; 0 or 1: none,
+    all in this process). `progress`: a progress bar, shown only when stdout is a terminal.
+    The report is also written to `report_path` if given.
     """
     report = LoadReport(source)
     if since is not None and since.tzinfo is None:
         since = since.replace(tzinfo=LOCAL_ZONE)
-    run = Load(store, mappings or load_mappings(), report, validator or default_validator(), since, batch)
+    mappings = load_mappings(mappings_dir)
+    context = Context(mappings, validator if validator is not None else default_validator())
     tables = await open_source(source, report.warn)
+    pool = Workers(default_count() if workers is None else workers, context, mappings_dir, validator)
     bar = _progress() if progress and sys.stdout.isatty() else None
     try:
-        await run.scan(tables, bar)
-        await run.run(tables, bar)
-        await run.finish()
+        with fewer_collections():
+            index = await scan(tables, mappings, report, since)
+            if bar is not None:
+                bar.update(bar.task_ids[0], total=index.rows)
+            run = Load(store, mappings, report, context, index, since, batch)
+            try:
+                await run.run(tables, pool, bar)
+                await run.finish()
+            finally:
+                await run.drain()
     finally:
+        pool.close()
         if bar is not None:
             bar.stop()
     for record_set, counts in report.record_sets.items():

@@ -84,12 +84,15 @@ class Inherit:
             node = node.get(step) if isinstance(node, Mapping) else None
         return node
 
-    def set(self, resource: dict[str, Any], value: Any) -> None:
-        *path, last = self.element.split(".")
-        node = resource
-        for step in path:
-            node = node.setdefault(step, {})
-        node[last] = value
+    def with_value(self, resource: dict[str, Any], value: Any) -> dict[str, Any]:
+        """A copy of `resource` with the element set, sharing everything off its path (the
+        original stays as it was: a load may still need it, see loader.Load.settle)."""
+        step, _, rest = self.element.partition(".")
+        if not rest:
+            return {**resource, step: value}
+        child = resource.get(step)
+        return {**resource, step: Inherit(self.reference, rest).with_value(child if isinstance(child, dict) else {},
+                                                                             value)}
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,20 +179,20 @@ class RecordMapping:
     def resource_id(self, key_value: str) -> str:
         return self._id({self.key: key_value})
 
-    def build(self, values: Mapping[str, Any]) -> tuple[dict[str, Any], list[tuple[dict[str, Any], str | None]]]:
-        """(primary resource, [(derived resource, its update_requires column)])."""
-        derived = []
-        for spec in self.derived:
-            resource = spec.build(values)
-            if resource is not None:
-                derived.append((resource, spec.update_requires))
-        return self._resource(values), derived
+    def build(self, values: Mapping[str, Any]) -> dict[str, Any]:
+        """The primary resource (derived ones are built from `derived`, see prepare.py)."""
+        return self._resource(values)
 
 
 @dataclass(frozen=True, slots=True)
 class Mappings:
     record_sets: dict[str, RecordMapping]
     provenance: Node
+
+    def target(self, spec: RecordMapping, column: str, value: str) -> str:
+        """`Type/id` of the record that `spec`'s reference `column` names with `value`."""
+        target = self.record_sets[spec.reference_sets[column]]
+        return f"{target.resource_type}/{target.resource_id(value)}"
 
 
 def load_mappings(folder: Path = MAPPINGS_DIR) -> Mappings:

@@ -22,7 +22,7 @@ import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from gateway.ingest.conceptmaps import ConceptMap
+from gateway.ingest.conceptmaps import Concept, ConceptMap
 from gateway.ingest.values import fhir_id, slug, to_json, to_text
 
 Values = Mapping[str, Any]
@@ -31,14 +31,32 @@ Node = Callable[[Values], Any]
 _PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)(?:\|([a-z]+))?\}")
 _FILTERS: dict[str, Callable[[str], str]] = {"id": fhir_id, "slug": slug}
 _TRANSLATIONS = ("$codings", "$coding", "$code")
+_SIZED = (str, list, dict)
 
 
 class TemplateError(ValueError):
     """A mapping file is wrong (unknown column, conceptmap or marker): fix the YAML."""
 
 
+def _same(text: str) -> str:
+    return text
+
+
 def _empty(value: Any) -> bool:
-    return value is None or value == "" or value == [] or value == {}
+    """None, "", [] or {} (but not 0 or False), the values that vanish from their parent."""
+    return value is None or (not value and isinstance(value, _SIZED))
+
+
+class _Constant:
+    """A template part without markers: its value, returned as is (only immutable ones are made)."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+    def __call__(self, _values: Values) -> Any:
+        return self.value
 
 
 class Compiler:
@@ -56,7 +74,7 @@ class Compiler:
             return self._list(node)
         if isinstance(node, dict):
             return self._dict(node)
-        return lambda _values: node
+        return _Constant(node)
 
     def _name(self, name: str) -> str:
         if name not in self.names:
@@ -69,24 +87,23 @@ class Compiler:
             return lambda values: to_json(values.get(name))
         parts = _PLACEHOLDER.split(text)
         if len(parts) == 1:
-            return lambda _values: text
-        for name, flt in zip(parts[1::3], parts[2::3], strict=True):
-            self._name(name)
+            return _Constant(text)
+        placeholders = []  # (text before, column, filter)
+        for before, name, flt in zip(parts[0::3], parts[1::3], parts[2::3], strict=False):
             if flt and flt not in _FILTERS:
                 raise TemplateError(f"unknown filter {flt!r} in {text!r}")
+            placeholders.append((before, self._name(name), _FILTERS.get(flt or "", _same)))
+        tail = parts[-1]
 
         def build(values: Values) -> str | None:
             out = []
-            for i, part in enumerate(parts):
-                kind = i % 3
-                if kind == 0:
-                    out.append(part)
-                elif kind == 1:
-                    value = values.get(part)
-                    if value is None or value == "":
-                        return None
-                    flt = parts[i + 1]
-                    out.append(_FILTERS[flt](to_text(value)) if flt else to_text(value))
+            for before, name, flt in placeholders:
+                value = values.get(name)
+                if value is None or value == "":
+                    return None
+                out.append(before)
+                out.append(flt(to_text(value)))
+            out.append(tail)
             return "".join(out)
 
         return build
@@ -100,7 +117,7 @@ class Compiler:
                 value = item(values)
                 if spliced:
                     out.extend(v for v in value or () if not _empty(v))
-                elif not _empty(value):
+                elif value is not None and (value or not isinstance(value, _SIZED)):  # not _empty, inlined
                     out.append(value)
             return out or None
 
@@ -130,13 +147,15 @@ class Compiler:
         if unknown:
             raise TemplateError(f"unknown template marker(s) {unknown}")
 
+        parts = [(key, field.value if isinstance(field, _Constant) else None, field) for key, field in fields]
+
         def build(values: Values) -> dict[str, Any] | None:
             if guard is not None and not guard(values):
                 return None
             out = {}
-            for key, field in fields:
-                value = field(values)
-                if not _empty(value):
+            for key, constant, field in parts:
+                value = field(values) if constant is None else constant
+                if value is not None and (value or not isinstance(value, _SIZED)):  # not _empty, inlined
                     out[key] = value
             return out or None
 
@@ -160,20 +179,20 @@ class Compiler:
         conceptmap = self.conceptmaps[map_name]
         target, with_source, only_source = node.get("target"), node.get("source"), node.get("source_only")
 
-        def codings(values: Values) -> list[dict[str, str]]:
-            value = values.get(column)
-            if value is None:
-                return []
-            concept = conceptmap.lookup(to_text(value))
-            if concept is None:
-                return []
+        def of(concept: Concept) -> tuple[dict[str, str], ...]:
             if only_source:
-                return [concept.source]
-            found = [c for c in concept.targets if target is None or c["system"] == target]
-            return [*found, concept.source] if with_source else found
+                return (concept.source,)
+            found = tuple(c for c in concept.targets if target is None or c["system"] == target)
+            return (*found, concept.source) if with_source else found
+
+        table = {code: of(concept) for code, concept in conceptmap.concepts.items()}  # the node's answer per code
+
+        def codings(values: Values) -> tuple[dict[str, str], ...]:
+            value = values.get(column)
+            return () if value is None else table.get(to_text(value).casefold(), ())
 
         if marker == "$codings":
-            return lambda values: codings(values) or None
+            return lambda values: list(codings(values)) or None
         if marker == "$coding":
             return lambda values: next(iter(codings(values)), None)
         return lambda values: next((c["code"] for c in codings(values)), None)

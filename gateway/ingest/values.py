@@ -90,6 +90,8 @@ def parse_decimal(text: str) -> int | float:
 
 def to_json(value: Any) -> Any:
     """A typed value as its FHIR JSON form (dates ISO 8601, times with their offset)."""
+    if value.__class__ is str:  # most values: no isinstance walk
+        return value
     if isinstance(value, datetime):
         return value.isoformat(timespec="seconds")
     if isinstance(value, date):
@@ -99,6 +101,8 @@ def to_json(value: Any) -> Any:
 
 def to_text(value: Any) -> str:
     """A typed value inside a string template or as a code to translate."""
+    if value.__class__ is str:
+        return value
     if isinstance(value, bool):
         return "true" if value else "false"
     return str(to_json(value))

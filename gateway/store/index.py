@@ -136,15 +136,31 @@ async def write_rows(conn: Connection, replaced: Sequence[tuple[str, str]], rows
             await conn.executemany(_INSERT[kind], items)
 
 
-def table_rows(registry: Registry, written: Written) -> dict[str, list[Row]]:
-    """The index rows of a batch, as full table rows (type, param, values..., id) by kind."""
-    out: dict[str, list[Row]] = {}
-    for stored, resource in written:
+TableRows = dict[str, list[Row]]
+"""Index rows as table rows, (type, param, values..., id), by kind."""
+
+
+def _table_rows_of(registry: Registry, type_: str, id_: str, resource: dict[str, Any]) -> TableRows:
+    return {kind: [(type_, *row, id_) for row in items] for kind, items in index_rows(registry, resource).items()}
+
+
+def table_rows(registry: Registry, written: Written, extracted: Sequence[TableRows | None] | None = None) -> TableRows:
+    """The index rows of a batch by kind; `extracted[i]`, when given, holds those of `written[i]`."""
+    out: TableRows = {}
+    for i, (stored, resource) in enumerate(written):
         if resource is None:
             continue
-        for kind, items in index_rows(registry, resource).items():
-            out.setdefault(kind, []).extend((stored.type, *row, stored.id) for row in items)
+        ahead = extracted[i] if extracted is not None else None
+        rows = _table_rows_of(registry, stored.type, stored.id, resource) if ahead is None else ahead
+        for kind, items in rows.items():
+            out.setdefault(kind, []).extend(items)
     return out
+
+
+def extract_ahead(resource: dict[str, Any]) -> TableRows:
+    """The index rows `Indexer.many` takes as `extracted` for `resource` (the default registry's):
+    for bulk writers that extract them before the write, on other processes."""
+    return _table_rows_of(default_registry(), resource["resourceType"], resource["id"], resource)
 
 
 class Indexer:
@@ -163,9 +179,13 @@ class Indexer:
     async def __call__(self, conn: Connection, stored: StoredResource, resource: dict[str, Any] | None) -> None:
         await self.many(conn, [(stored, resource)])
 
-    async def many(self, conn: Connection, written: Written) -> None:
+    async def many(self, conn: Connection, written: Written,
+                   extracted: Sequence[TableRows | None] | None = None) -> None:
+        """`extracted`: index rows computed ahead with the default registry, aligned with `written`
+        (bulk loads extract them on worker processes); an indexer with its own registry ignores them."""
         replaced = [(s.type, s.id) for s, _ in written if s.version > 1]
-        await write_rows(conn, replaced, table_rows(self.registry, written), self.dialect)
+        ahead = extracted if self._registry is None else None
+        await write_rows(conn, replaced, table_rows(self.registry, written, ahead), self.dialect)
 
 
 def indexer(registry: Registry | None = None, dialect: str = "sqlite") -> Indexer:

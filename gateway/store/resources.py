@@ -22,7 +22,7 @@ from gateway.fhir.compartment import patient_of
 from gateway.fhir.instant import now_us, to_instant
 from gateway.observability import metrics
 from gateway.store.database import Connection, Database, IntegrityError, open_database
-from gateway.store.index import indexer
+from gateway.store.index import Indexer, TableRows, indexer
 from gateway.store.index import prepare as prepare_index
 from gateway.store.migrate import migrate
 
@@ -138,11 +138,15 @@ class Transaction:
             first = created[0]
             raise VersionConflict(first.type, first.id, None, -1) from exc
 
-    async def _versions_and_hooks(self, written: Sequence[tuple[StoredResource, dict[str, Any] | None]]) -> None:
+    async def _versions_and_hooks(self, written: Sequence[tuple[StoredResource, dict[str, Any] | None]],
+                                  extracted: Sequence[TableRows | None] | None = None) -> None:
         await self.conn.executemany(
             f"INSERT INTO resource_versions ({_COLS}, method) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             [(s.type, s.id, s.version, s.ts, s.deleted, s.compartment, s.content, s.method) for s, _ in written])
         for hook in self._hooks:
+            if extracted is not None and isinstance(hook, Indexer):
+                await hook.many(self.conn, written, extracted)
+                continue
             many = getattr(hook, "many", None)
             if many is not None:
                 await many(self.conn, written)
@@ -185,15 +189,18 @@ class Transaction:
         stored = await self._write(prev, resource, False, "PUT")
         return PutResult("updated" if prev else "created", type_, id_, stored.version_id)
 
-    async def put_many(self, resources: Iterable[dict[str, Any]]) -> list[PutResult]:
+    async def put_many(self, resources: Iterable[dict[str, Any]],
+                       index: Sequence[TableRows | None] | None = None) -> list[PutResult]:
         """`put` for a batch, with a handful of statements instead of several per resource.
 
         The current rows are read first and locked (`FOR UPDATE` on PostgreSQL; SQLite holds the
         write lock for the whole transaction), so the updates cannot lose a race; a concurrent
         creator of the same id makes the insert fail and the batch raises VersionConflict.
         A batch naming one id twice is written one resource at a time.
+        `index[i]`: the search index rows of `resources[i]` when computed ahead (`Indexer.many`).
         """
         items = list(resources)
+        ahead = list(index) if index is not None else [None] * len(items)
         keys = [(r["resourceType"], r["id"]) for r in items]
         if len(set(keys)) != len(keys):
             return [await self.put(r) for r in items]
@@ -202,7 +209,8 @@ class Transaction:
         created: list[StoredResource] = []
         updated: list[StoredResource] = []
         written: list[tuple[StoredResource, dict[str, Any] | None]] = []
-        for key, resource in zip(keys, items, strict=True):
+        extracted: list[TableRows | None] = []
+        for key, resource, rows in zip(keys, items, ahead, strict=True):
             before = prev.get(key)
             if before is not None and not before.deleted and (
                     _without_version_meta(orjson.loads(before.content)) == _without_version_meta(resource)):
@@ -211,6 +219,7 @@ class Transaction:
             stored, body = self._prepare(before, resource, False, "PUT")
             (updated if before else created).append(stored)
             written.append((stored, body))
+            extracted.append(rows)
             results.append(PutResult("updated" if before else "created", key[0], key[1], stored.version_id))
         if created:
             await self._insert(created)
@@ -219,7 +228,7 @@ class Transaction:
                 "UPDATE resources SET version = ?, ts = ?, deleted = ?, compartment = ?, content = ? "
                 "WHERE type = ? AND id = ?", [_current_values(s) for s in updated])
         if written:
-            await self._versions_and_hooks(written)
+            await self._versions_and_hooks(written, extracted)
         return results
 
     async def _current_many(self, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], StoredResource]:
@@ -311,9 +320,10 @@ class Store:
             found.update(r[0] for r in rows)
         return found
 
-    async def put_many(self, resources: Iterable[dict[str, Any]]) -> list[PutResult]:
+    async def put_many(self, resources: Iterable[dict[str, Any]],
+                       index: Sequence[TableRows | None] | None = None) -> list[PutResult]:
         async with self.transaction() as tx:
-            return await tx.put_many(resources)
+            return await tx.put_many(resources, index)
 
     async def history(self, types: Sequence[str] | None, id_: str | None, since_us: int | None, before_seq: int | None,
                       count: int, compartments: Sequence[str] | None = None
