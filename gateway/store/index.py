@@ -79,6 +79,10 @@ async def prepare(db: Database) -> None:
     """Create what the schema (SQLAlchemy) cannot express: PostgreSQL extended statistics."""
     if db.dialect != "postgresql":
         return
+    names = {f"st_search_{kind}" for kind in STATISTICS}
+    rows = await db.fetchall("SELECT stxname FROM pg_statistic_ext WHERE stxnamespace = current_schema()::regnamespace")
+    if names <= {r[0] for r in rows}:
+        return  # CREATE STATISTICS locks its table even when it exists (see migrate.is_current)
     async with db.transaction() as conn:
         await conn.execute("SELECT pg_advisory_xact_lock(?)", (_STATISTICS_LOCK,))  # instances starting together
         for kind, columns in STATISTICS.items():

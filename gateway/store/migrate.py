@@ -32,7 +32,34 @@ def ddl(dialect: str) -> list[str]:
     return out
 
 
+async def _existing(db: Database) -> set[str]:
+    """Names of the tables and indexes the database has."""
+    if db.dialect == "postgresql":
+        rows = await db.fetchall("SELECT tablename FROM pg_tables WHERE schemaname = current_schema() UNION ALL "
+                                 "SELECT indexname FROM pg_indexes WHERE schemaname = current_schema()")
+    else:
+        rows = await db.fetchall("SELECT name FROM sqlite_master WHERE type IN ('table', 'index')")
+    return {r[0] for r in rows}
+
+
+async def is_current(db: Database) -> bool:
+    """Whether every table and index exists and the recorded version is this gateway's.
+
+    Checked before any DDL because `CREATE ... IF NOT EXISTS` still locks its table on PostgreSQL:
+    an instance (or a CLI command) starting beside busy ones would otherwise queue behind their
+    writes, and deadlock with them (seen: a writer holding one table while the migration held another).
+    """
+    expected = {t.name for t in metadata.sorted_tables} | {
+        ix.name for t in metadata.sorted_tables for ix in t.indexes if ix.name}
+    if not expected <= await _existing(db):
+        return False
+    row = await db.fetchone("SELECT value FROM schema_info WHERE key = 'version'")
+    return row is not None and int(row[0]) == SCHEMA_VERSION
+
+
 async def migrate(db: Database) -> None:
+    if await is_current(db):
+        return
     async with db.transaction() as tx:
         if db.dialect == "postgresql":
             await tx.execute(f"SELECT pg_advisory_xact_lock({_LOCK_KEY})")
