@@ -7,9 +7,10 @@ Two steps, so that a read pays microseconds for its audit record, not a second F
    loses at most `flush_every` seconds of accesses; shutdown writes the rest).
 2. `materialise` turns queued rows into AuditEvent resources (JSON, versions, search index)
    and removes them from the queue in the same transaction, so each access becomes exactly
-   one AuditEvent. It runs in the background while the gateway is idle or once the backlog
-   passes `backlog` rows, and on demand (`catch_up`) before any request that can return
-   AuditEvents, so an auditor never searches an incomplete trail.
+   one AuditEvent. It runs in the background while the gateway is idle, and one batch per
+   `flush_every` once the backlog passes `backlog` rows (more would stall requests); and on
+   demand (`catch_up`) before any request that can return AuditEvents, so an auditor never
+   searches an incomplete trail.
 
 AuditEvents are read by internal auditors only (the gate hides them from external principals).
 """
@@ -153,7 +154,9 @@ class AuditLog:
             await asyncio.sleep(self.flush_every)
             try:
                 await self.write()
-                while self._queued and (self._idle() or self._queued > self.backlog) and await self.materialise():
+                if self._queued > self.backlog and not self._idle():
+                    await self.materialise()  # busy: one batch a tick, so the backlog cannot stall requests
+                while self._queued and self._idle() and await self.materialise():
                     await asyncio.sleep(0)  # requests arriving meanwhile go first
             except Exception:  # the audit writer must outlive a failing database; rows stay queued
                 log.exception("audit trail not written", pending=len(self._rows), queued=self._queued)
