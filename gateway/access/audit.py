@@ -107,8 +107,9 @@ def audit_event(access: Access, at_us: int) -> dict[str, Any]:
     }
 
 
-_QUEUE_COLUMNS = ("recorded_us, client_id, audience, interaction, method, path, query, status, released, "
-                  "released_count, address")
+_QUEUE_COLUMNS = ", ".join(("recorded_us", "client_id", "audience", "interaction", "method", "path", "query",
+                            "status", "released", "released_count", "address"))
+_INSERT = f"INSERT INTO audit_queue ({_QUEUE_COLUMNS}) VALUES ({', '.join('?' * (_QUEUE_COLUMNS.count(',') + 1))})"
 
 
 def _queued(access: Access, at_us: int) -> tuple[object, ...]:
@@ -171,13 +172,12 @@ class AuditLog:
             return 0
         try:
             async with self.store.db.transaction() as conn:
-                await conn.executemany(f"INSERT INTO audit_queue ({_QUEUE_COLUMNS}) "
-                                       f"VALUES ({', '.join('?' * 11)})", rows)
+                await conn.executemany(_INSERT, rows)
         except BaseException:
-            kept = rows[-MAX_PENDING:]  # kept for the next attempt, within a bound while the database is down
-            self._rows[:0] = kept
-            if len(kept) < len(rows):
-                log.error("audit records dropped: the database refused them too long", dropped=len(rows) - len(kept))
+            self._rows[:0] = rows  # kept for the next attempt, the newest MAX_PENDING while the database is down
+            if (dropped := len(self._rows) - MAX_PENDING) > 0:
+                del self._rows[:dropped]
+                log.error("audit records dropped: the database refused them too long", dropped=dropped)
             raise
         self._queued += len(rows)
         return len(rows)

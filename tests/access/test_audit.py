@@ -5,7 +5,9 @@ from __future__ import annotations
 import base64
 
 import httpx
+import pytest
 
+from gateway.access.audit import Access
 from gateway.access.principal import Principal
 from gateway.access.scopes import Scopes
 
@@ -84,3 +86,23 @@ async def test_revinclude_of_audit_events_sees_the_latest_accesses(app_client: h
     bundle = (await app_client.get("/fhir/Patient?_id=p3&_revinclude=AuditEvent:entity")).json()
     included = [e["resource"] for e in bundle["entry"] if e["search"]["mode"] == "include"]
     assert sum(e["subtype"][0]["code"] == "read" for e in included) == 2
+
+
+async def test_accesses_survive_a_database_that_refuses_them_for_a_while(
+        app_client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    """While the queue cannot be written the rows stay in memory (bounded); once it can, none is lost."""
+    app = app_client.app  # type: ignore[attr-defined]
+    audit, db = app.state.audit, app.state.services.store.db
+    await app_client.put("/fhir/Patient/p4", json={"resourceType": "Patient", "id": "p4"}, headers=FHIR)
+    await audit.write()
+
+    def down() -> object:
+        raise ConnectionError("database down")
+
+    monkeypatch.setattr(db, "transaction", down)
+    audit.record(Access("c", "internal", "read", "GET", "/fhir/Patient/p4", "", 200, ["Patient/p4"]))
+    with pytest.raises(ConnectionError):
+        await audit.write()
+    monkeypatch.undo()
+    await audit.write()
+    assert ("c", "Patient/p4") in await db.fetchall("SELECT client_id, released FROM audit_queue")
