@@ -143,6 +143,19 @@ def specimen(n: int, subjects: int) -> dict[str, Any]:
     }
 
 
+async def forget_audit_trail(db: Any) -> None:
+    """Drop the AuditEvents and queued accesses of earlier runs from a reused fixture: each run then
+    starts from the same state (an old backlog would be worked off during the run, and every run's
+    AuditEvents would grow the tables the next run reads)."""
+    from gateway.store.schema import metadata
+
+    async with db.transaction() as tx:
+        for table in metadata.sorted_tables:
+            if "type" in table.c and table.name != "audit_queue":
+                await tx.execute(f"DELETE FROM {table.name} WHERE type = 'AuditEvent'")
+        await tx.execute("DELETE FROM audit_queue")
+
+
 def print_table(title: str, rows: list[tuple[str, dict[str, float]]], baseline: str) -> None:
     base = dict(rows)[baseline]["rps"]
     print(f"\n{title}")

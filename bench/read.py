@@ -25,7 +25,7 @@ import asyncpg
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import ROOT, arguments, cli, print_table, server, specimen, wrk
+from bench.common import ROOT, arguments, cli, forget_audit_trail, print_table, server, specimen, wrk
 from gateway.runtime import open_store
 from gateway.settings import Settings
 
@@ -37,6 +37,7 @@ async def fill(url: str, n: int) -> None:
     """Store n specimens unless they are there already (the fixture is reused across runs)."""
     store = await open_store(Settings(database_url=url))
     try:
+        await forget_audit_trail(store.db)
         row = await store.db.fetchone("SELECT COUNT(*) FROM resources WHERE type = 'Specimen'")
         if row and row[0] >= n:
             return

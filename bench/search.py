@@ -35,7 +35,7 @@ import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import ROOT, arguments, bytes_app, print_table, server, specimen, wrk_script
+from bench.common import ROOT, arguments, bytes_app, forget_audit_trail, print_table, server, specimen, wrk_script
 from bench.read import pg_database
 from gateway.access.gate import Restriction
 from gateway.app import create_app
@@ -84,6 +84,7 @@ async def fill(url: str, n: int) -> None:
     """Store the data set unless it is there already (reused across runs), then ANALYZE."""
     store = await Store.open(url)
     try:
+        await forget_audit_trail(store.db)
         row = await store.db.fetchone("SELECT COUNT(*) FROM resources WHERE type = 'Specimen'")
         if not row or row[0] < n:
             patients = max(1, n // 5)

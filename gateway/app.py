@@ -107,8 +107,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await cache.close()
             await store.close()
 
+    # FastAPI's own OpenTelemetry hooks are off: the gateway has its metrics and request log
+    # (gateway/observability), and checking for a configured provider cost every request.
     app = FastAPI(title="Biobank FHIR Gateway", version=__version__, lifespan=lifespan, docs_url=None,
-                  redoc_url=None, openapi_url=None)
+                  redoc_url=None, openapi_url=None, telemetry={"tracing": False, "metrics": False, "logs": False})
     errors.install(app)
     app.add_middleware(AuditMiddleware)
     app.add_middleware(Gzip, minimum_size=1024)

@@ -45,6 +45,9 @@ class Scopes:
 
     raw: tuple[str, ...]
     resources: tuple[ResourceScope, ...] = field(default=())
+    _answers: dict[tuple[str, str, str], bool] = field(default_factory=dict, compare=False, hash=False, repr=False)
+    """`allows` and `patient_only` per (question, type, action): a token's scopes never change, and
+    every request asks the same few questions of them (the verifier caches the principal)."""
 
     @classmethod
     def parse(cls, text: str | list[str] | tuple[str, ...]) -> Scopes:
@@ -55,15 +58,22 @@ class Scopes:
         return " ".join(self.raw)
 
     def allows(self, type_: str, action: str) -> bool:
-        return any(s.covers(type_, action) for s in self.resources)
+        answer = self._answers.get(("allows", type_, action))
+        if answer is None:
+            answer = self._answers["allows", type_, action] = any(s.covers(type_, action) for s in self.resources)
+        return answer
 
     def granting(self, type_: str, action: str) -> list[ResourceScope]:
         return [s for s in self.resources if s.covers(type_, action)]
 
     def patient_only(self, type_: str, action: str) -> bool:
         """True when every scope granting this is a `patient/` one: the compartment confines it."""
-        granting = self.granting(type_, action)
-        return bool(granting) and all(s.context == "patient" for s in granting)
+        answer = self._answers.get(("patient_only", type_, action))
+        if answer is None:
+            granting = self.granting(type_, action)
+            answer = self._answers["patient_only", type_, action] = bool(granting) and all(
+                s.context == "patient" for s in granting)
+        return answer
 
     def constraints(self, type_: str, action: str) -> list[tuple[tuple[str, str], ...]] | None:
         """Granular v2 constraints as alternatives (OR); None when one granting scope is unconstrained."""

@@ -26,6 +26,16 @@ from gateway.observability import metrics
 Authenticate = Callable[[Request], Awaitable[Principal]]
 
 
+_BODY_HEADERS = (b"content-length", b"transfer-encoding")
+
+
+def _without_body(scope: Scope) -> bool:
+    """An HTTP/1.x request with neither Content-Length nor Transfer-Encoding has no body (RFC 9112
+    section 6.3), so there is nothing to limit (HTTP/2 frames a body without either header)."""
+    return scope.get("http_version", "1.1").startswith("1") and not any(
+        name in _BODY_HEADERS for name, _ in scope["headers"])
+
+
 def _too_large(limit: int) -> FhirError:
     return FhirError.of(413, "too-costly", f"The request body exceeds the limit of {limit} bytes "
                         "(GATEWAY_MAX_BODY_BYTES); split it into smaller requests")
@@ -39,7 +49,7 @@ class BodySizeLimit:
         self.limit = limit
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] != "http" or _without_body(scope):
             await self.app(scope, receive, send)
             return
         declared = Headers(scope=scope).get("content-length", "")

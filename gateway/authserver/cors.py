@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 
 from starlette.middleware.cors import CORSMiddleware
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 REFRESH = 30.0
 
@@ -29,9 +29,13 @@ class RegisteredOriginsCORS(CORSMiddleware):
         self._loaded_at = float("-inf")
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and any(name == b"origin" for name, _ in scope["headers"]):
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+        elif any(name == b"origin" for name, _ in scope["headers"]):
             await self._refresh(scope)
-        await super().__call__(scope, receive, send)
+            await super().__call__(scope, receive, send)
+        else:
+            await self.app(scope, receive, _vary_origin(send))
 
     async def _refresh(self, scope: Scope) -> None:
         auth = getattr(scope["app"].state, "auth", None)
@@ -42,3 +46,17 @@ class RegisteredOriginsCORS(CORSMiddleware):
 
     def is_allowed_origin(self, origin: str) -> bool:
         return origin in self._origins
+
+
+def _vary_origin(send: Send) -> Send:
+    """A request without `Origin` (servers, wrk, curl): no CORS headers, only `Vary: Origin` so a
+    shared cache keeps it apart from a browser's answer — Starlette's CORS wrapper would parse the
+    request and response headers of every such request to add the same line. A second `Vary`
+    field line is equivalent to a comma-joined one (RFC 9110 section 5.3)."""
+
+    async def sending(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            message["headers"] = [*message.get("headers", ()), (b"vary", b"Origin")]
+        await send(message)
+
+    return sending

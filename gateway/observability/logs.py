@@ -9,6 +9,7 @@ access log, httpx's request lines) are silenced: a query such as
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import sys
 from datetime import UTC, datetime
@@ -82,4 +83,29 @@ def write_line(logger: logging.Logger, event: str, fields: dict[str, Any]) -> No
     line = {"event": event, **fields, "level": "info", "logger": logger.name,
             "timestamp": datetime.now(UTC).isoformat().replace("+00:00", "Z")}
     sys.stdout.write(orjson.dumps(line, default=str).decode() + "\n")
+    _flush_soon()
+
+
+_flush_on: asyncio.AbstractEventLoop | None = None
+"""The loop a flush is scheduled on (a loop closed before running it does not block later flushes)."""
+
+
+def _flush_soon() -> None:
+    """Flush stdout once the event loop finishes its current step: the requests that completed in
+    one step share a write(2) (a flush per line was a system call per request), and no line waits
+    longer than that step. Outside an event loop, flush at once."""
+    global _flush_on
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        sys.stdout.flush()
+        return
+    if _flush_on is not loop:
+        _flush_on = loop
+        loop.call_soon(_flush)
+
+
+def _flush() -> None:
+    global _flush_on
+    _flush_on = None
     sys.stdout.flush()

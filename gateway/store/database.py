@@ -38,8 +38,15 @@ class Database(Protocol):
     dialect: str
 
     async def fetchone(self, sql: str, params: Sequence[Any] = ()) -> Row | None: ...
+    point_slots: int
+    """Lookups by primary key in flight at most: more wait and go together (store/points.py); 0: each
+    goes alone (an embedded database answers in the calling thread)."""
+
     async def fetch_point(self, sql: str, params: Sequence[Any] = ()) -> Row | None:
         """`fetchone` for a lookup by primary key, whose plan never depends on the values."""
+        ...
+    async def fetch_points(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
+        """`fetchall` for lookups by primary key."""
         ...
     async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[Row]: ...
     def transaction(self) -> Any: ...
@@ -117,8 +124,12 @@ class SqliteDatabase:
 
     fetch_point = fetchone
 
+    point_slots = 0
+
     async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
         return self._reader.execute(sql, params).fetchall()
+
+    fetch_points = fetchall
 
     async def stream(self, sql: str, params: Sequence[Any] = (), batch: int = 500) -> AsyncIterator[Row]:
         # A cursor of its own connection: iterating while the shared reader serves others.
@@ -179,6 +190,14 @@ class _PgConn:
             raise IntegrityError(str(exc)) from exc
 
 
+async def _keep_session(connection: Any) -> None:
+    """Release a pooled connection without asyncpg's default reset query (`pg_advisory_unlock_all();
+    CLOSE ALL; UNLISTEN *; RESET ALL`): a second round trip after every statement, measured as a third
+    of a point read. Nothing here leaves session state behind: cursors and advisory locks live inside
+    transactions (asyncpg still rolls back one left open), settings are the pool's `server_settings`,
+    and LISTEN runs on connections of its own."""
+
+
 class PostgresDatabase:
     """Scale-out: several gateway processes share one PostgreSQL. READ COMMITTED with
     conditional updates (`WHERE version = ?`) gives optimistic locking without retries
@@ -189,6 +208,7 @@ class PostgresDatabase:
     def __init__(self, pool: Any, points: Any) -> None:
         self.pool = pool
         self.points = points
+        self.point_slots: int = points.get_max_size()
 
     @classmethod
     async def connect(cls, url: str, min_size: int = 2, max_size: int = 10) -> PostgresDatabase:
@@ -197,12 +217,15 @@ class PostgresDatabase:
         # Custom plans always: asyncpg prepares every statement, and after five runs PostgreSQL may
         # switch to a generic plan that cannot see how selective a search value is (measured: a first
         # search page went from 2 ms to over a second).
-        pool = await asyncpg.create_pool(url, min_size=min_size, max_size=max_size,
-                                         server_settings={"plan_cache_mode": "force_custom_plan"})
+        # No JIT: a search over 100k rows is costed above jit_above_cost, and compiling it takes
+        # longer than the few milliseconds its page needs (JIT pays off on analytic scans only).
+        pool = await asyncpg.create_pool(url, min_size=min_size, max_size=max_size, reset=_keep_session,
+                                         server_settings={"plan_cache_mode": "force_custom_plan", "jit": "off"})
         # Lookups by primary key (read, vread) get their own connections with PostgreSQL's default
         # plan caching: their plan is the same for every value, and planning it again each time
         # nearly doubled a read (measured: 880 -> 480 us a point read).
-        points = await asyncpg.create_pool(url, min_size=1, max_size=max(2, max_size // 2))
+        points = await asyncpg.create_pool(url, min_size=1, max_size=max(2, max_size // 2), reset=_keep_session,
+                                           server_settings={"jit": "off"})
         return cls(pool, points)
 
     async def fetchone(self, sql: str, params: Sequence[Any] = ()) -> Row | None:
@@ -212,6 +235,9 @@ class PostgresDatabase:
     async def fetch_point(self, sql: str, params: Sequence[Any] = ()) -> Row | None:
         row = await self.points.fetchrow(to_dollar(sql), *params)
         return tuple(row) if row is not None else None
+
+    async def fetch_points(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
+        return [tuple(r) for r in await self.points.fetch(to_dollar(sql), *params)]
 
     async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
         return [tuple(r) for r in await self.pool.fetch(to_dollar(sql), *params)]

@@ -21,10 +21,11 @@ import orjson
 from gateway.fhir.compartment import patient_of
 from gateway.fhir.instant import now_us, to_instant
 from gateway.observability import metrics
-from gateway.store.database import Connection, Database, IntegrityError, open_database
+from gateway.store.database import Connection, Database, IntegrityError, Row, open_database
 from gateway.store.index import Indexer, TableRows, indexer
 from gateway.store.index import prepare as prepare_index
 from gateway.store.migrate import migrate
+from gateway.store.points import PointReads
 
 _COLS = "type, id, version, ts, deleted, compartment, content"
 
@@ -265,6 +266,7 @@ class Store:
         write (REST, Bundles, bulk loads) keeps the search index current."""
         self.db = db
         self.hooks: list[WriteHook] = [indexer(dialect=db.dialect)] if hooks is None else hooks
+        self._points = PointReads(self._read_one, self._read_many, db.point_slots) if db.point_slots else None
 
     @classmethod
     async def open(cls, url: str) -> Store:
@@ -287,9 +289,19 @@ class Store:
 
     async def read(self, type_: str, id_: str) -> StoredResource | None:
         started = time.perf_counter()
-        row = await self.db.fetch_point(f"SELECT {_COLS} FROM resources WHERE type = ? AND id = ?", (type_, id_))
+        row = await (self._points.read(type_, id_) if self._points else self._read_one(type_, id_))
         metrics.store_latency("read", time.perf_counter() - started)
         return _row(row) if row else None
+
+    async def _read_one(self, type_: str, id_: str) -> Row | None:
+        return await self.db.fetch_point(f"SELECT {_COLS} FROM resources WHERE type = ? AND id = ?", (type_, id_))
+
+    async def _read_many(self, types: list[str], ids: list[str]) -> list[Row]:
+        """Current rows of (type, id) pairs, in one statement (PostgreSQL arrays: a generic plan that
+        probes the primary key once per pair)."""
+        return await self.db.fetch_points(
+            f"SELECT {_COLS} FROM resources WHERE (type, id) IN (SELECT * FROM unnest(?::text[], ?::text[]))",
+            (types, ids))
 
     async def read_bytes(self, type_: str, id_: str) -> bytes | None:
         found = await self.read(type_, id_)

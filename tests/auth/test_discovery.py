@@ -60,3 +60,16 @@ async def test_cors_preflight_for_a_registered_app_origin_only(gateway: Gateway)
     other = await gateway.http.options("/auth/token", headers={"Origin": "https://evil.example", **preflight})
     assert other.status_code == 400
     assert "access-control-allow-origin" not in other.headers
+
+
+async def test_cors_headers_only_for_a_browser_and_vary_origin_for_everyone(gateway: Gateway) -> None:
+    await gateway.app_client()
+    token = await gateway.system_token()
+    server = await gateway.get("/fhir/Specimen/s1", token)  # no Origin: a server, curl, wrk
+    assert server.status_code == 200
+    assert "access-control-allow-origin" not in server.headers
+    assert "Origin" in server.headers.get_list("vary")
+    browser = await gateway.http.get("/fhir/Specimen/s1", headers={"Authorization": f"Bearer {token}",
+                                                                  "Origin": "https://app.example.org"})
+    assert browser.headers["access-control-allow-origin"] == "https://app.example.org"
+    assert "Origin" in browser.headers["vary"]
