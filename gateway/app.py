@@ -43,7 +43,7 @@ from gateway.cache import open_cache
 from gateway.ehr import EhrConfig, EhrService
 from gateway.observability import ObserveRequests, configure_logging, identified
 from gateway.profiles import ProfileValidator
-from gateway.runtime import open_store, publish_conformance, supported_profiles
+from gateway.runtime import open_store, publish_conformance, settle_heap, supported_profiles, unsettle_heap
 from gateway.search.engine import SearchEngine
 from gateway.served import PROXIED_TYPES, STORED_TYPES
 from gateway.settings import Settings
@@ -96,9 +96,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             if settings.ehr_base_url else None
         app.state.audit = AuditLog(store)
         await app.state.audit.start()
+        settle_heap()
         try:
             yield
         finally:
+            unsettle_heap()
             await app.state.audit.stop()
             if app.state.ehr is not None:
                 await app.state.ehr.aclose()
