@@ -69,7 +69,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         await publish_conformance(store, validator)
         cache = open_cache(settings.redis_url, settings.redis_prefix)
         http = httpx.AsyncClient()
-        auth = AuthServer(settings, store.db, cache, http)
+        pseudonyms = Pseudonyms(secret, store.db) if secret else None
+        auth = AuthServer(settings, store.db, cache, http, pseudonyms)
         auth.listen()
         await auth.grants.purge()
         verifier = auth.verifier(trusted_issuers(settings, http, cache.resilient()))
@@ -78,7 +79,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.services = Services(
             settings=settings,
             store=store,
-            gate=Gate(STORED_TYPES | frozenset(PROXIED_TYPES), store, Pseudonyms(secret, store.db) if secret else None),
+            gate=Gate(STORED_TYPES | frozenset(PROXIED_TYPES), store, pseudonyms),
             authenticate=rate_limited(identified(make_authenticator(settings, verifier)), cache.resilient(),
                                       settings.rate_limit),
             validate=validator.validate,

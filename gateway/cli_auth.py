@@ -18,6 +18,7 @@ from typing import TypeVar
 import httpx
 import typer
 
+from gateway.access.pseudonyms import Pseudonyms, pseudonym_secret
 from gateway.authserver.registry import RegistrationError
 from gateway.authserver.server import AuthServer, grantable
 from gateway.cache import open_cache
@@ -37,7 +38,8 @@ async def _auth_server() -> AsyncIterator[AuthServer]:
     cache = open_cache(settings.redis_url, settings.redis_prefix)
     try:
         async with httpx.AsyncClient() as http:
-            yield AuthServer(settings, store.db, cache, http)
+            secret = pseudonym_secret(settings)
+            yield AuthServer(settings, store.db, cache, http, Pseudonyms(secret, store.db) if secret else None)
     finally:
         await cache.close()
         await store.close()
@@ -140,7 +142,8 @@ def token(
             raise RegistrationError(f"none of {scopes!r} is registered for this client ({found.scopes})")
         if dropped := set(scopes.split()) - set(granted):
             typer.echo(f"not granted: {' '.join(sorted(dropped))}", err=True)
-        return server.mint(found, " ".join(granted), patient=patient, lifetime=lifetime)[0]
+        shown = await server.patient_shown(found, patient)
+        return server.mint(found, " ".join(granted), patient=shown, lifetime=lifetime)[0]
 
     typer.echo(_run(mint))
 

@@ -17,6 +17,7 @@ from typing import Any, Literal
 import httpx
 
 from gateway.access.principal import Principal
+from gateway.access.pseudonyms import Pseudonyms
 from gateway.access.scopes import Scopes, parse_scope
 from gateway.access.tokens import InvalidToken, Issuer, TokenVerifier
 from gateway.authserver.clientauth import ClientAuthenticator
@@ -53,8 +54,12 @@ def grantable(requested: str, client: Client, flow: Flow) -> list[str]:
 
 
 class AuthServer:
-    def __init__(self, settings: Settings, db: Database, cache: Cache, http: httpx.AsyncClient) -> None:
+    def __init__(self, settings: Settings, db: Database, cache: Cache, http: httpx.AsyncClient,
+                 pseudonyms: Pseudonyms | None = None) -> None:
+        """`pseudonyms`: per-collaborator pseudonyms when they are on; the launch patient of an
+        external client's token is then its pseudonym (a JWT is readable by the app it is for)."""
         self.settings = settings
+        self.pseudonyms = pseudonyms
         self.endpoints = Endpoints.from_base(settings.base_url)
         self.keys = KeyRing.open(settings.data_dir)
         self.registry = Registry(db)
@@ -102,8 +107,8 @@ class AuthServer:
             if client is None or client.disabled:
                 raise InvalidToken("the token's client is unknown or disabled")
             return Principal(client.client_id, client.audience, Scopes.parse(str(claims.get("scope", ""))),
-                             patient=claims.get("patient"), commercial=client.commercial, token_id=claims.get("jti"),
-                             expires_at=float(claims["exp"]))
+                             patient=await self.patient_meant(client, claims.get("patient")),
+                             commercial=client.commercial, token_id=claims.get("jti"), expires_at=float(claims["exp"]))
 
         def revocation_keys(claims: dict[str, Any]) -> tuple[str, ...]:
             keys = [f"jti:{claims.get('jti')}", f"client:{claims.get('client_id')}"]
@@ -112,6 +117,24 @@ class AuthServer:
             return tuple(keys)
 
         return Issuer(self.endpoints.issuer, self.endpoints.fhir_base, self.keys, principal, revocation_keys)
+
+    async def patient_shown(self, client: Client, patient: str | None) -> str | None:
+        """The launch patient as this client is told it: for an external client under per-collaborator
+        pseudonyms its pseudonym of the subject code (recorded, so it resolves on the way back in)."""
+        if patient is None or self.pseudonyms is None or client.audience == "internal":
+            return patient
+        pseudonym = self.pseudonyms.of(client.client_id, patient)
+        await self.pseudonyms.record(client.client_id, {patient: pseudonym})
+        return pseudonym
+
+    async def patient_meant(self, client: Client, shown: str | None) -> str | None:
+        """The subject code behind a token's `patient` claim (`patient_shown` undone)."""
+        if shown is None or self.pseudonyms is None or client.audience == "internal":
+            return shown
+        subjects, _ = await self.pseudonyms.resolve(client.client_id, [shown])
+        if shown not in subjects:
+            raise InvalidToken("the token's patient is not one this client was given")
+        return subjects[shown]
 
     def verifier(self, trusted: Sequence[Issuer] = ()) -> TokenVerifier:
         """The resource server's verifier: this server's tokens and the trusted issuers', forgetting revoked ones."""

@@ -88,11 +88,12 @@ class TokenEndpoint:
         """Access token (for `narrowed` scopes when a refresh asked for fewer) and, with offline_access or
         online_access, a new refresh token for the grant's full scopes (RFC 6749 section 6)."""
         scope = " ".join(narrowed.split()) if narrowed else grant.scope
-        token, life = self.server.mint(client, scope, subject=grant.username, patient=grant.patient,
+        patient = await self.server.patient_shown(client, grant.patient)
+        token, life = self.server.mint(client, scope, subject=grant.username, patient=patient,
                                        grant_id=grant.grant_id)
         body: dict[str, Any] = {"access_token": token, "token_type": "Bearer", "expires_in": life, "scope": scope}
-        if grant.patient:
-            body["patient"] = grant.patient
+        if patient:
+            body["patient"] = patient
         scopes = grant.scope.split()
         if "offline_access" in scopes or "online_access" in scopes:
             lifetime = OFFLINE_LIFETIME if "offline_access" in scopes else ONLINE_LIFETIME
@@ -110,15 +111,21 @@ class TokenEndpoint:
             if grant is None or await self.server.grants.revoked((f"grant:{grant.grant_id}",
                                                                   f"client:{grant.client_id}")):
                 return {"active": False}
+            patient = await self._patient_of(grant.client_id, grant.patient)
             return {"active": True, "token_type": "refresh_token", "client_id": grant.client_id, "scope": grant.scope,
                     "sub": grant.username, "exp": grant.expires_at, "iss": self.server.endpoints.issuer,
-                    **({"patient": grant.patient} if grant.patient else {})}
+                    **({"patient": patient} if patient else {})}
         body: dict[str, Any] = {"active": True, "token_type": "Bearer", "client_id": principal.client_id,
                                 "scope": str(principal.scopes), "exp": int(principal.expires_at or 0),
                                 "iss": self.server.endpoints.issuer, "aud": self.server.endpoints.fhir_base}
-        if principal.patient:
-            body["patient"] = principal.patient
+        if patient := await self._patient_of(principal.client_id, principal.patient):
+            body["patient"] = patient
         return body
+
+    async def _patient_of(self, client_id: str, patient: str | None) -> str | None:
+        """A token's patient as its client knows it (the pseudonym it was given, when it has those)."""
+        client = await self.server.registry.client(client_id) if patient else None
+        return await self.server.patient_shown(client, patient) if client is not None else patient
 
     async def revoke(self, client: Client, token: str) -> None:
         """RFC 7009: revoke one of the client's own tokens; unknown tokens are not an error."""

@@ -10,6 +10,7 @@ import secrets
 import time
 import uuid
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -173,7 +174,13 @@ class Gateway:
 @pytest.fixture
 async def gateway(tmp_path: Path) -> AsyncIterator[Gateway]:
     """A gateway with authentication on (SQLite, in-process cache) holding two subjects' data."""
-    settings = make_settings(f"sqlite:///{tmp_path}/gateway.db", tmp_path, auth_disabled=False)
+    async with running_gateway(tmp_path) as gateway:
+        yield gateway
+
+
+@asynccontextmanager
+async def running_gateway(tmp_path: Path, **settings_overrides: Any) -> AsyncIterator[Gateway]:
+    settings = make_settings(f"sqlite:///{tmp_path}/gateway.db", tmp_path, auth_disabled=False, **settings_overrides)
     app = create_app(settings)
     async with app.router.lifespan_context(app):
         await app.state.services.store.put_many(BIOBANK)

@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import base64
 import hashlib
+from pathlib import Path
 
 import httpx
+import jwt
 
-from tests.auth.conftest import BASE, PASSWORD, REDIRECT, Gateway, hidden, pkce, query_of
+from tests.access.test_pseudonyms import SECRET
+from tests.auth.conftest import BASE, PASSWORD, REDIRECT, Gateway, hidden, pkce, query_of, running_gateway
 
 PATIENT_SCOPES = "launch/patient offline_access patient/*.rs"
 
@@ -263,3 +266,27 @@ async def test_password_guessing_is_throttled_per_user(gateway: Gateway) -> None
     r = await gateway.http.post("/auth/authorize", data={"auth_request": sealed, "username": "alice",
                                                          "password": PASSWORD})
     assert "Too many attempts" in r.text and "decision" not in r.text
+
+
+async def test_under_collaborator_pseudonyms_an_external_app_is_told_its_pseudonym_of_the_launch_patient(
+        tmp_path: Path) -> None:
+    """The token response and the token itself (a JWT the app can read) name the subject by the
+    client's pseudonym; the gateway still knows whom the token is for, and so does introspection."""
+    async with running_gateway(tmp_path, collaborator_pseudonyms=True, pseudonym_secret=SECRET) as gateway:
+        client_id, _ = await gateway.app_client(audience="external")
+        tokens = await gateway.launch_tokens(client_id, patient="p1")
+        pseudonym = gateway.app.state.services.gate.pseudonyms.of(client_id, "p1")
+        assert tokens["patient"] == pseudonym != "p1"
+        claims = jwt.decode(tokens["access_token"], options={"verify_signature": False})
+        assert claims["patient"] == pseudonym and "p1" not in str(claims)
+        principal = await gateway.app.state.auth.server.tokens.principal(tokens["access_token"])
+        assert principal.patient == "p1"  # its patient/ scopes confine it to the real subject's compartment
+        system = await gateway.system_token()
+        introspected = await gateway.http.post("/auth/introspect", data={"token": tokens["access_token"]},
+                                               headers={"Authorization": f"Bearer {system}"})
+        assert introspected.json()["patient"] == pseudonym
+        refreshed = await gateway.token_request(grant_type="refresh_token", refresh_token=tokens["refresh_token"],
+                                                client_id=client_id)
+        assert refreshed.json()["patient"] == pseudonym
+        internal_id, _ = await gateway.app_client(audience="internal")
+        assert (await gateway.launch_tokens(internal_id, patient="p1"))["patient"] == "p1"
