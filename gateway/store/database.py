@@ -208,7 +208,10 @@ class PostgresDatabase:
     def __init__(self, pool: Any, points: Any) -> None:
         self.pool = pool
         self.points = points
-        self.point_slots: int = points.get_max_size()
+        # Two: measured at concurrency 16, one statement in flight made the biggest batches (28 us of
+        # CPU a read, against 49 with five and 79 uncoalesced); a second keeps reads moving while one
+        # statement is slow.
+        self.point_slots = 2
 
     @classmethod
     async def connect(cls, url: str, min_size: int = 2, max_size: int = 10) -> PostgresDatabase:
