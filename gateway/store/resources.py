@@ -9,6 +9,7 @@ transaction, so a resource and its index rows commit together or not at all.
 
 from __future__ import annotations
 
+import os
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
@@ -83,7 +84,14 @@ def _without_version_meta(resource: dict[str, Any]) -> dict[str, Any]:
 
 
 def new_id() -> str:
-    return str(uuid.uuid4())
+    """A server-assigned id: a UUIDv7 (RFC 9562), whose first 48 bits are the time in ms and the
+    other 74 random. Time-ordered ids land at the end of the primary-key and search-index B-trees
+    rather than on a random page each, so a batch of creates (AuditEvents above all) dirties a few
+    pages instead of one per row. The creation time it shows is the resource's lastUpdated anyway."""
+    rand = int.from_bytes(os.urandom(10), "big")
+    value = ((time.time_ns() // 1_000_000) << 80 | 0x7 << 76 | (rand >> 62 & 0xFFF) << 64
+             | 0b10 << 62 | rand & (1 << 62) - 1)
+    return str(uuid.UUID(int=value))
 
 
 class Transaction:
