@@ -186,6 +186,11 @@ class AuditLog:
         """Turn up to `batch` queued rows into AuditEvents; several instances never take the same rows."""
         lock = " FOR UPDATE SKIP LOCKED" if self.store.dialect == "postgresql" else ""
         async with self.store.transaction() as tx:
+            if self.store.dialect == "postgresql":
+                # No flush to disk per batch (it was a third of the time): the accesses are durable in
+                # the queue already, and a crash that undoes this commit undoes the queue rows' deletion
+                # with it, so they are materialised again — nothing lost, nothing doubled.
+                await tx.conn.execute("SET LOCAL synchronous_commit TO OFF")
             rows = await tx.conn.fetchall(f"SELECT seq, {_QUEUE_COLUMNS} FROM audit_queue ORDER BY seq LIMIT ?{lock}",
                                           (self.batch,))
             if rows:
