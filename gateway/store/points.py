@@ -31,7 +31,7 @@ class PointReads:
         self._slots = slots
         self._batch = batch
         self._busy = 0
-        self._waiting: dict[Key, asyncio.Future[Row | None]] = {}
+        self._waiting: dict[Key, list[asyncio.Future[Row | None]]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
 
     async def read(self, type_: str, id_: str) -> Row | None:
@@ -41,11 +41,10 @@ class PointReads:
                 return await self._one(type_, id_)
             finally:
                 self._freed()
-        future = self._waiting.get((type_, id_))
-        if future is None:
-            future = self._waiting[(type_, id_)] = asyncio.get_running_loop().create_future()
-        # Shielded: a cancelled request (its client went away) must not cancel the answer others share.
-        return await asyncio.shield(future)
+        # A future per waiting read, so a cancelled request (its client went away) cancels only its own.
+        future: asyncio.Future[Row | None] = asyncio.get_running_loop().create_future()
+        self._waiting.setdefault((type_, id_), []).append(future)
+        return await future
 
     def _freed(self) -> None:
         """A statement finished: the waiting reads (up to a batch) take its slot."""
@@ -59,19 +58,21 @@ class PointReads:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _answer(self, keys: list[Key], futures: list[asyncio.Future[Row | None]]) -> None:
+    async def _answer(self, keys: list[Key], waiting: list[list[asyncio.Future[Row | None]]]) -> None:
         try:
             rows = await self._many([k[0] for k in keys], [k[1] for k in keys])
         except BaseException as exc:  # every waiting request answers with the error, as a read of its own would
-            for future in futures:
-                if not future.done():
-                    future.set_exception(exc)
+            for futures in waiting:
+                for future in futures:
+                    if not future.done():
+                        future.set_exception(exc)
             if not isinstance(exc, Exception):
                 raise
         else:
             found = {(row[0], row[1]): row for row in rows}
-            for key, future in zip(keys, futures, strict=True):
-                if not future.done():
-                    future.set_result(found.get(key))
+            for key, futures in zip(keys, waiting, strict=True):
+                for future in futures:
+                    if not future.done():
+                        future.set_result(found.get(key))
         finally:
             self._freed()
