@@ -15,6 +15,12 @@ same export loaded twice, produces them identically. A reference resolves when i
 was accepted earlier in this load or exists in the store; when the target row is still to
 come the row waits for it (in memory: forward references are few), and is rejected when
 that target is rejected or never comes.
+
+Why memory stays flat whatever the export's size: what the load must remember about every
+row (keys, carried values, accepted and rejected ids, inherited values, cohort members) is
+in a scratch SQLite file (scratch.py), rows travel in jobs and batches of a fixed size, and
+the Provenance is written in parts of at most PROVENANCE_TARGETS targets, read in order
+from the scratch, one part at a time.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ import asyncio
 import sys
 from collections import deque
 from collections.abc import AsyncIterator, Iterable, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -34,8 +41,10 @@ from gateway.ingest.mapping import LOAD_ORDER, MAPPINGS_DIR, Mappings, RecordMap
 from gateway.ingest.prepare import Context, Job, Mapped, Prepared, Rejected, Validator, default_validator
 from gateway.ingest.report import LoadReport
 from gateway.ingest.scan import Index, included, scan
+from gateway.ingest.scratch import Scratch
 from gateway.ingest.sources import Table, open_source
 from gateway.ingest.statistics import Statistics
+from gateway.ingest.template import Node
 from gateway.ingest.values import LOCAL_ZONE
 from gateway.ingest.workers import Workers, default_count, fewer_collections
 from gateway.observability import metrics
@@ -45,6 +54,14 @@ BATCH = 2000
 """Resources per transaction: large enough to amortise a commit, small enough to redo."""
 JOB_ROWS = 250
 """Rows per job: enough to amortise a round trip to a worker, few enough to keep workers evenly busy."""
+PROVENANCE_TARGETS = 10_000
+"""Targets per part of a load's Provenance. One Provenance naming every resource of a 20,000-subject
+export (140,000 targets) took 55 MB as Python objects, and more again as index rows; the store
+writes a resource whole, so the Provenance is cut into parts of a bounded size (a part costs
+less memory than a batch of rows)."""
+COHORT_MEMBERS = 10_000
+"""Cohort members in the Groups held before they are written (a batch of Groups is written
+when it reaches this many, so the Groups of many studies are not all in memory at once)."""
 
 
 class Store(Protocol):
@@ -52,6 +69,7 @@ class Store(Protocol):
                        index: Sequence[TableRows | None] | None = None) -> list[Any]: ...
     async def existing_ids(self, type_: str, ids: list[str]) -> set[str]: ...
     async def read_bytes(self, type_: str, id_: str) -> bytes | None: ...
+    def transaction(self) -> AbstractAsyncContextManager[Any]: ...
 
 
 def _ref(resource: dict[str, Any]) -> str:
@@ -83,22 +101,21 @@ class Pending:
 
 
 class Load:
-    """One run of `load`: the state of the second pass lives here."""
+    """One run of `load`: the state of the second pass lives here (what grows with the export, in `scratch`)."""
 
     def __init__(self, store: Store, mappings: Mappings, report: LoadReport, context: Context, index: Index,
-                 since: datetime | None, batch: int) -> None:
+                 scratch: Scratch, since: datetime | None, batch: int) -> None:
         self.store, self.mappings, self.report, self.context = store, mappings, report, context
-        self.index, self.since, self.batch = index, since, batch
-        self.loaded: set[str] = set()  # Type/id of every resource this load accepted or derived
-        self.rejected: set[str] = set()
-        self.in_store: dict[str, bool] = {}
-        self.inherited: dict[str, Any] = {}  # Type/id -> its value of the spec's `inherit` element
+        self.index, self.scratch, self.since, self.batch = index, scratch, since, batch
+        self.loaded = scratch.loaded  # Type/id of every resource this load accepted or derived
+        self.rejected = scratch.rejected
+        self.in_store = scratch.in_store
+        self.inherited = scratch.inherited  # Type/id -> its value of the spec's `inherit` element
         self.waiting: dict[str, list[Row]] = {}
         self.queue: deque[Row] = deque()
         self.out: list[Pending] = []
         self.writing: asyncio.Task[None] | None = None
         self.statistics = Statistics(store)
-        self.members: dict[str, dict[str, dict[str, Any] | None]] = {}
         self.cohort_spec = next((s for s in mappings.record_sets.values() if s.cohort), None)
         self.cohort_source = next((r.record_set for r in self.cohort_spec.references
                                    if r.column == self.cohort_spec.cohort.study), None) if self.cohort_spec else None
@@ -126,21 +143,17 @@ class Load:
 
     def job(self, spec: RecordMapping, rows: list[tuple[int, dict[str, str], str | None]]) -> Job:
         """A job with the first pass's facts about its rows and the values its rows may inherit."""
-        duplicates, inherit = self.index.duplicates[spec.name], spec.inherit
-        carried: dict[str, dict[str, str]] = {}
-        repeated: dict[str, tuple[int, ...]] = {}
+        repeated = self.scratch.duplicates(spec.name, (cells.get(spec.key, "") for _, cells, _ in rows))
+        carried = self.scratch.carried(cells[spec.carry_key] for _, cells, _ in rows
+                                       if spec.carry_key and cells.get(spec.carry_key))
         hints: dict[str, Any] = {}
-        for _, cells, _ in rows:
-            key = cells.get(spec.key, "")
-            if key in duplicates:
-                repeated[key] = tuple(duplicates[key])
-            subject = cells.get(spec.carry_key or "", "")
-            if subject in self.index.carried:
-                carried[subject] = self.index.carried[subject]
-            if inherit is not None and (parent := cells.get(inherit.reference)):
-                target = self.mappings.target(spec, inherit.reference, parent)
-                if self.inherited.get(target) is not None:
-                    hints[target] = self.inherited[target]
+        inherit = spec.inherit
+        if inherit is not None:
+            parents = {self.mappings.target(spec, inherit.reference, cells[inherit.reference])
+                       for _, cells, _ in rows if cells.get(inherit.reference)}
+            self.inherited.prefetch(parents)
+            hints = {parent: value for parent in parents if (value := self.inherited.get(parent)) is not None}
+        self.scratch.settle()
         return Job(spec.name, tuple(rows), carried, repeated, hints)
 
     async def run(self, tables: dict[str, Table], workers: Workers, progress: Any) -> None:
@@ -157,11 +170,13 @@ class Load:
                 progress.advance(progress.task_ids[0], len(job.rows))
             if len(self.out) >= self.batch:
                 await self.flush()
+            self.scratch.settle()
         for ref, rows in list(self.waiting.items()):  # only when a target never came
             for row in rows:
                 self.reject_row(row.spec, row.file, row.mapped.line, row.mapped.key, f"reference {ref} never resolved")
         self.waiting.clear()
         await self.flush()
+        self.scratch.settle()
 
     # -- the rules that depend on order -----------------------------------------------------
 
@@ -173,9 +188,11 @@ class Load:
             self.queue.extend(self.waiting.pop(ref, ()))
 
     async def resolve(self, mapped: list[Row]) -> None:
-        unknown = {r.target for row in mapped for r in row.mapped.refs
-                   if r.target not in self.loaded and r.target not in self.in_store}
-        await self._check_store(unknown)
+        targets = {r.target for row in mapped for r in row.mapped.refs}
+        self.loaded.prefetch(targets | {d.ref for row in mapped for d in row.mapped.derived})
+        elsewhere = [target for target in targets if target not in self.loaded]
+        self.in_store.prefetch(elsewhere)
+        await self._check_store({target for target in elsewhere if target not in self.in_store})
         await self._inherit_from_store(mapped)
         self.queue.extend(mapped)
         while self.queue:
@@ -194,7 +211,7 @@ class Load:
             if ref.target in self.loaded or self.in_store.get(ref.target):
                 continue
             record_set = row.spec.reference_sets[ref.column]
-            if ref.target not in self.rejected and ref.value in self.index.keys.get(record_set, ()):
+            if ref.target not in self.rejected and self.scratch.has_key(record_set, ref.value):
                 return "wait", ref.target
             return "reject", ref.reason + (" (rejected in this load)" if ref.target in self.rejected else "")
         return None
@@ -206,15 +223,17 @@ class Load:
             by_type.setdefault(type_, []).append(id_)
         for type_, ids in by_type.items():
             found = await self.store.existing_ids(type_, ids)
-            self.in_store.update({f"{type_}/{i}": i in found for i in ids})
+            for id_ in ids:
+                self.in_store.add(f"{type_}/{id_}", id_ in found)
 
     async def _inherit_from_store(self, mapped: list[Row]) -> None:
         """Fetch inherited values of parents loaded earlier (parents of this load are known)."""
+        self.inherited.prefetch(row.mapped.parent for row in mapped if row.mapped.parent and row.spec.inherit)
         for row in mapped:
             parent, inherit = row.mapped.parent, row.spec.inherit
             if inherit and parent and parent not in self.inherited and self.in_store.get(parent):
                 raw = await self.store.read_bytes(*parent.split("/", 1))
-                self.inherited[parent] = inherit.get(orjson.loads(raw)) if raw else None
+                self.inherited.add(parent, inherit.get(orjson.loads(raw)) if raw else None)
 
     def settle(self, row: Row) -> Prepared:
         """The row's resource as accepted now: the worker's, unless the value it guessed for the
@@ -240,7 +259,7 @@ class Load:
                 return
         resource = primary.resource()
         if row.spec.inherit:
-            self.inherited[row.ref] = row.spec.inherit.get(resource)
+            self.inherited.add(row.ref, row.spec.inherit.get(resource))
         self.loaded.add(row.ref)
         self.out.append(Pending(resource, primary.index(), row.spec.name))
         for derived, prepared in fresh:
@@ -251,10 +270,10 @@ class Load:
 
     def _note_cohort(self, row: Row) -> None:
         if row.spec.name == self.cohort_source:
-            self.members.setdefault(row.mapped.key, {})
+            self.scratch.add_cohort(row.mapped.key)
         elif row.mapped.cohort is not None:
             change = row.mapped.cohort
-            self.members.setdefault(change.study, {})[change.entity] = change.member
+            self.scratch.set_member(change.study, change.entity, change.member)
 
     async def flush(self) -> None:
         """Start writing the batch so far. It is written while the next rows are resolved (on
@@ -263,10 +282,10 @@ class Load:
             return
         batch, self.out = self.out, []
         await self.drain()
-        conditional = [p for p in batch if p.only_if_new]
+        conditional = {_ref(p.resource) for p in batch if p.only_if_new}
         if conditional:
-            refs = {_ref(p.resource) for p in conditional}
-            await self._check_store(refs - self.in_store.keys())
+            self.in_store.prefetch(conditional)
+            await self._check_store({ref for ref in conditional if ref not in self.in_store})
             batch = [p for p in batch if not (p.only_if_new and self.in_store.get(_ref(p.resource)))]
         self.writing = asyncio.create_task(self._write(batch))
 
@@ -291,44 +310,78 @@ class Load:
         """Cohort Groups, then the Provenance: both derived from rows and store only."""
         await self.drain()
         if self.cohort_spec is not None:
-            template = self.cohort_spec.cohort.template
-            for study in sorted(self.members):
-                group = template({"study_id": study, "members": [], "quantity": 0})
-                merged = await self._stored_members(group)
-                for entity, member in self.members[study].items():
-                    if member is None:
-                        merged.pop(entity, None)
-                    else:
-                        merged[entity] = member
-                members = [merged[k] for k in sorted(merged)]
-                group = template({"study_id": study, "members": members, "quantity": len(members)})
-                prepared = self.context.prepare(group)
-                if prepared.errors:
-                    self.report.warn(f"{_ref(group)} not written, fails its profile: {'; '.join(prepared.errors[:3])}")
-                    continue
-                self.loaded.add(_ref(group))
-                self.out.append(Pending(group, prepared.index()))
-            await self.flush()
-        targets = sorted(self.loaded)
-        self._forget()
-        if targets and self.index.latest is not None:
-            provenance = self.mappings.provenance({
-                "hash": self.index.digest.hexdigest()[:40],
-                "recorded": self.index.latest,
-                "rows": self.index.rows,
-                "record_sets": ", ".join(n for n in LOAD_ORDER if n in self.report.record_sets),
-                "targets": [{"reference": ref} for ref in targets],
-            })
+            await self._cohorts(self.cohort_spec.cohort.template)
+        await self._provenance()
+
+    async def _cohorts(self, template: Node) -> None:
+        """Each cohort's Group: its stored members, changed by this load's enrolments."""
+        held = 0
+        for study, changes in self.scratch.cohorts():
+            group = template({"study_id": study, "members": [], "quantity": 0})
+            merged = await self._stored_members(group)
+            for entity, member in changes.items():
+                if member is None:
+                    merged.pop(entity, None)
+                else:
+                    merged[entity] = member
+            members = [merged[k] for k in sorted(merged)]
+            group = template({"study_id": study, "members": members, "quantity": len(members)})
+            prepared = self.context.prepare(group)
+            if prepared.errors:
+                self.report.warn(f"{_ref(group)} not written, fails its profile: {'; '.join(prepared.errors[:3])}")
+                continue
+            self.loaded.add(_ref(group))
+            self.out.append(Pending(group, prepared.index()))
+            held += len(members)
+            if held >= COHORT_MEMBERS:
+                await self.flush()
+                held = 0
+        await self.flush()
+        await self.drain()
+
+    async def _provenance(self) -> None:
+        """The load's Provenance, in parts of at most PROVENANCE_TARGETS targets: the targets are
+        sorted, so the parts derive from the rows and store alone (a second load of the same export
+        writes them unchanged), and each part names the load's source (a hash of its rows, the same
+        in every part) and its place among the parts."""
+        total = self.loaded.count()
+        if not total or self.index.latest is None:
+            return
+        values = {
+            "hash": self.index.digest.hexdigest()[:40],
+            "recorded": self.index.latest,
+            "rows": self.index.rows,
+            "record_sets": ", ".join(n for n in LOAD_ORDER if n in self.report.record_sets),
+            "parts": -(-total // PROVENANCE_TARGETS),
+        }
+        parts = []
+        for part, targets in enumerate(self.loaded.sorted_keys(PROVENANCE_TARGETS), start=1):
+            provenance = self.mappings.provenance({**values, "part": part,
+                                                   "targets": [{"reference": ref} for ref in targets]})
             self.out.append(Pending(provenance))
             await self.flush()
-            await self.drain()
-            self.report.provenance = _ref(provenance)
+            parts.append(_ref(provenance))
+        await self.drain()
+        await self._delete_parts_from(len(parts) + 1, values)
+        self.report.provenance = parts
 
-    def _forget(self) -> None:
-        """Drop what only the rows needed: the Provenance, the load's largest resource, comes next
-        (what grows with the export is this bookkeeping and that resource; not both at once)."""
-        self.loaded, self.rejected, self.in_store, self.inherited, self.members = set(), set(), {}, {}, {}
-        self.index.keys, self.index.duplicates, self.index.carried = {}, {}, {}
+    async def _delete_parts_from(self, first: int, values: dict[str, Any]) -> None:
+        """Delete parts `first`, `first + 1`, ... that an earlier load of the same rows wrote and this
+        one did not (it accepted fewer resources: a mapping or the store changed): left, they would
+        name resources this load did not, under this load's identity. Parts are written from the
+        first on, so the stale ones follow each other."""
+        stale = []
+        while True:
+            id_ = self.mappings.provenance({**values, "part": first + len(stale), "targets": []})["id"]
+            if not await self.store.existing_ids("Provenance", [id_]):
+                break
+            stale.append(id_)
+        if stale:
+            async with self.store.transaction() as tx:
+                for id_ in stale:
+                    await tx.delete("Provenance", id_)
+            self.report.warn(f"{len(stale)} Provenance part(s) of an earlier load of these rows deleted "
+                             f"(it named more resources): {', '.join(stale)}")
 
     async def _stored_members(self, group: dict[str, Any]) -> dict[str, dict[str, Any]]:
         raw = await self.store.read_bytes(group["resourceType"], group["id"])
@@ -358,11 +411,11 @@ async def load(store: Store, source: str, since: datetime | None = None, report_
     pool = Workers(default_count() if workers is None else workers, context, mappings_dir, validator)
     bar = _progress() if progress and sys.stdout.isatty() else None
     try:
-        with fewer_collections():
-            index = await scan(tables, mappings, report, since)
+        with fewer_collections(), Scratch() as scratch:
+            index = await scan(tables, mappings, report, since, scratch)
             if bar is not None:
                 bar.update(bar.task_ids[0], total=index.rows)
-            run = Load(store, mappings, report, context, index, since, batch)
+            run = Load(store, mappings, report, context, index, scratch, since, batch)
             try:
                 await run.run(tables, pool, bar)
                 await run.finish()

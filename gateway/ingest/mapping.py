@@ -206,6 +206,6 @@ def load_mappings(folder: Path = MAPPINGS_DIR) -> Mappings:
         except (TemplateError, KeyError, TypeError) as exc:
             raise TemplateError(f"mappings/{name}.yaml: {exc}") from exc
     provenance_spec = yaml.safe_load((folder / "provenance.yaml").read_text(encoding="utf-8"))
-    names = {"hash", "recorded", "rows", "record_sets", "targets"}
+    names = {"hash", "recorded", "rows", "record_sets", "targets", "part", "parts"}
     provenance = Compiler(names, {}, conceptmaps).compile(provenance_spec["template"])
     return Mappings(record_sets, provenance)

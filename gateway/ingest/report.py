@@ -3,7 +3,9 @@
 Per record set: read = created + updated + unchanged + rejected, exactly — every row read
 ends in one of those, so nothing is dropped silently. Derived resources (Patient, Group,
 Organization, Practitioner, Provenance) are counted apart under `resources`. Rows that
-`--since` filtered out are not read; their number is given as `skipped`.
+`--since` filtered out are not read; their number is given as `skipped`. `provenance` lists
+the parts of the load's Provenance (one for every PROVENANCE_TARGETS resources the load
+accepted, see loader.py); empty when the load accepted nothing.
 """
 
 from __future__ import annotations
@@ -49,7 +51,8 @@ class LoadReport:
     resources: dict[str, dict[str, int]] = field(default_factory=dict)
     rejects: list[RejectEntry] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
-    provenance: str | None = None
+    provenance: list[str] = field(default_factory=list)
+    """The load's Provenance, `Provenance/<id>` of each of its parts in order (see loader.PROVENANCE_TARGETS)."""
 
     def counts(self, record_set: str) -> Counts:
         return self.record_sets.setdefault(record_set, Counts())

@@ -3,7 +3,8 @@
 Kept per record set: its keys (a duplicate in one load rejects *both* rows; a reference to a
 key still to come waits for it), the values carried per subject (an MRN given on one row
 reaches the subject's Patient), unknown columns (reported once), the latest `updated_at`
-and a SHA-256 over the rows (the Provenance's). Streaming: only these are kept, not rows.
+and a SHA-256 over the rows (the Provenance's). Streaming: only these are kept, not rows;
+the keys and carried values, which grow with the export, in the load's scratch (scratch.py).
 """
 
 from __future__ import annotations
@@ -17,17 +18,19 @@ import orjson
 
 from gateway.ingest.mapping import Mappings, RecordMapping
 from gateway.ingest.report import LoadReport
+from gateway.ingest.scratch import Scratch
 from gateway.ingest.sources import RawRow, Table
 from gateway.ingest.values import Reject, as_instant, parse_when
+
+CONFLICT_EXAMPLES = 5
+"""Conflicting carried values quoted in the report's warning (all are counted)."""
 
 
 @dataclass
 class Index:
-    """What the first pass learnt: keys per record set, carried values, the rows' digest."""
+    """What the first pass learnt besides the keys and carried values (those are in the scratch):
+    refused record sets, the rows' number, latest `updated_at` and digest."""
 
-    keys: dict[str, set[str]] = field(default_factory=dict)
-    duplicates: dict[str, dict[str, list[int]]] = field(default_factory=dict)
-    carried: dict[str, dict[str, str]] = field(default_factory=dict)
     refused: set[str] = field(default_factory=set)
     rows: int = 0
     latest: datetime | None = None
@@ -44,19 +47,20 @@ def included(spec: RecordMapping, row: RawRow, since: datetime | None) -> bool:
         return True
 
 
-async def scan(tables: dict[str, Table], mappings: Mappings, report: LoadReport, since: datetime | None) -> Index:
-    """Read every table once; refused files and unknown columns go to `report`."""
+async def scan(tables: dict[str, Table], mappings: Mappings, report: LoadReport, since: datetime | None,
+               scratch: Scratch) -> Index:
+    """Read every table once, keys and carried values into `scratch`; refused files, unknown
+    columns and conflicting carried values go to `report`."""
     index = Index()
-    conflicts: list[str] = []
     for name, table in tables.items():
         spec = mappings.record_sets[name]
-        keys: dict[str, int] = {}
-        duplicates: dict[str, list[int]] = {}
         unknown: set[str] = set()
         index.digest.update(name.encode())
         async for chunk in table.chunks():
             if not header_ok(index, report, spec, table):
                 break
+            keys: list[tuple[str, int]] = []
+            carried: list[tuple[str, str, str, int]] = []
             for row in chunk:
                 if not included(spec, row, since):
                     continue
@@ -64,20 +68,19 @@ async def scan(tables: dict[str, Table], mappings: Mappings, report: LoadReport,
                 index.digest.update(orjson.dumps(row.cells, option=orjson.OPT_SORT_KEYS))
                 unknown.update(row.cells.keys() - spec.columns.keys())
                 _note_updated(index, spec, row)
-                key = row.cells.get(spec.key, "")
-                if key in keys:
-                    duplicates.setdefault(key, [keys[key]]).append(row.line)
-                elif key:
-                    keys[key] = row.line
-                _carry(index, spec, row, conflicts)
+                if key := row.cells.get(spec.key, ""):
+                    keys.append((key, row.line))
+                carried.extend(_carried(spec, row))
+            scratch.add_keys(name, keys)
+            scratch.add_carried(name, carried)
         header_ok(index, report, spec, table)
         if unknown:
             report.warn(f"{table.location}: unknown columns ignored: {', '.join(sorted(unknown))}")
-        index.keys[name] = set(keys)
-        index.duplicates[name] = duplicates
-    if conflicts:
-        examples = "; ".join(conflicts[:5])
-        report.warn(f"{len(conflicts)} subjects with conflicting values, first kept: {examples}")
+    count, first = scratch.end_scan(CONFLICT_EXAMPLES)
+    if count:
+        examples = "; ".join(f"{subject} {column} {kept!r} vs {value!r} ({record_set} line {line})"
+                             for subject, column, kept, value, record_set, line in first)
+        report.warn(f"{count} subjects with conflicting values, first kept: {examples}")
     return index
 
 
@@ -102,16 +105,9 @@ def _note_updated(index: Index, spec: RecordMapping, row: RawRow) -> None:
         index.latest = moment
 
 
-def _carry(index: Index, spec: RecordMapping, row: RawRow, conflicts: list[str]) -> None:
+def _carried(spec: RecordMapping, row: RawRow) -> list[tuple[str, str, str, int]]:
+    """(subject, column, value, line) of the row's non-empty carried values."""
     subject = row.cells.get(spec.carry_key or "", "")
     if not subject:
-        return
-    for column in spec.carry_columns:
-        value = row.cells.get(column, "")
-        if not value:
-            continue
-        carried = index.carried.setdefault(subject, {})
-        if column not in carried:
-            carried[column] = value
-        elif carried[column] != value:
-            conflicts.append(f"{subject} {column} {carried[column]!r} vs {value!r} ({spec.name} line {row.line})")
+        return []
+    return [(subject, column, value, row.line) for column in spec.carry_columns if (value := row.cells.get(column, ""))]

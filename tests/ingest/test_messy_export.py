@@ -275,7 +275,8 @@ async def test_participants_patients_and_cohorts(loaded):
 
 async def test_one_provenance_targets_everything_loaded(loaded):
     _, store, report, _, _ = loaded
-    provenance = await read(store, "Provenance", report.provenance.split("/")[1])
+    assert len(report.provenance) == 1  # a small load: one part
+    provenance = await read(store, "Provenance", report.provenance[0].split("/")[1])
     targets = {t["reference"] for t in provenance["target"]}
     assert {"Specimen/BB-0000001-01", "Patient/S0000011", "Group/cohort-TRC-2024-017"} <= targets
     assert "Specimen/BB-0000100-01" not in targets
