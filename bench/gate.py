@@ -14,7 +14,9 @@ less noise than wrk on a shared machine) to
     way out; the pseudonyms of the queried subjects are recorded beforehand, as if disclosed earlier.
 Token verification is replaced by the fixed principal in all three. The three run in
 interleaved rounds, so load from elsewhere on the machine falls on them alike. Prints req/s,
-p50 and p99 of each and what (b) and (c) add to (a).
+p50 and p99 of each and what (b) and (c) add to (a): to each percentile, to the time per request,
+and "paired": the median ratio of chunks of the same paths run back to back (`Runner.paired`), the
+figure least moved by load from elsewhere.
 
     .venv/bin/python bench/gate.py [--specimens 100000] [--seconds 10] [--engines sqlite,postgresql]
 """
@@ -105,6 +107,18 @@ class Runner:
         ms = sorted(s * 1000 for k, s in self.latencies if kind in (None, k))
         return {"rps": 1000 * len(ms) / sum(ms), "p50": statistics.median(ms), "p99": ms[int(len(ms) * 0.99) - 1]}
 
+    def paired(self, base: Runner, kind: str | None = None) -> float:
+        """What this runner adds to `base`, in %, compared chunk by chunk: the median over the chunks of the
+        ratio of their times (the same paths, run back to back). Load from elsewhere that comes and goes
+        over seconds shifts whole percentiles between runners; within a chunk pair it falls on both alike."""
+        ratios = []
+        for start in range(0, min(len(self.latencies), len(base.latencies)), CHUNK):
+            mine, theirs = (sum(s for k, s in r.latencies[start:start + CHUNK] if kind in (None, k))
+                            for r in (self, base))
+            if theirs:
+                ratios.append(mine / theirs)
+        return 100 * (statistics.median(ratios) - 1)
+
 
 @asynccontextmanager
 async def served(settings: Settings, principal: Principal) -> AsyncIterator[httpx.AsyncClient]:
@@ -177,9 +191,10 @@ async def bench(url: str, engine: str, n: int, seconds: float) -> None:
     print_table(f"search through the gate on {engine}, {n} specimens, in-process (ASGITransport), sequential, "
                 f"{len(runners[0].latencies)} requests each", rows, runners[0].name)
     for runner in runners[1:]:
-        print(f"{runner.name:<44} adds {added(runner.figures(), rows[0][1])}")
+        print(f"{runner.name:<44} adds {added(runner.figures(), rows[0][1])} {runner.paired(runners[0]):+6.1f}% paired")
         for kind in kinds:
-            print(f"    {kind:<40} adds {added(runner.figures(kind), runners[0].figures(kind))}")
+            print(f"    {kind:<40} adds {added(runner.figures(kind), runners[0].figures(kind))} "
+                  f"{runner.paired(runners[0], kind):+6.1f}% paired")
 
 
 def main() -> None:

@@ -82,13 +82,28 @@ class Restriction:
         """The Patients `type_` is confined to, or None when it is not confined."""
         return self.compartments if type_ in self.confined else None
 
-    def consent_sql(self, column: str = "compartment") -> tuple[str, list[Any]] | None:
+    def consent_sql(self, column: str = "compartment", joined: str | None = None) -> tuple[str, list[Any]] | None:
         """SQL keeping rows whose compartment's consent allows this principal, or None (no condition).
-        Rows without a compartment (studies, organisations) are not about a subject and pass."""
+        Rows without a compartment (studies, organisations) are not about a subject and pass. `joined`: the
+        alias of the subject's `consent_state` row where the statement joins it already (search pages read
+        the decision beside each resource): the same condition on that row, instead of a lookup of its own."""
         if not self.consent:
             return None
+        if joined is not None:
+            conditions, params = consent.sharing_conditions(self.consent, self.at_us, joined)
+            return f"({column} IS NULL OR ({conditions}))", params
         clause, params = consent.sharing_clause(self.consent, self.at_us, column)
         return f"({column} IS NULL OR {clause})", params
+
+
+@dataclass(frozen=True, slots=True)
+class Decided(StoredResource):
+    """A resource read in the same statement as its subject's consent decision (`decision`, None: the
+    subject has none), as search reads pages and includes for a principal restricted by consent: the gate
+    takes the decision from here instead of looking every subject of the page up again (one statement
+    less per search). It is the decision the statement's own consent condition saw, of the same request."""
+
+    decision: Decision | None = None
 
 
 def forbidden(principal: Principal, type_: str, interaction: str) -> FhirError:
@@ -148,13 +163,14 @@ class Gate:
     async def decisions(self, patients: set[str]) -> dict[str, Decision]:
         return await consent.decisions(self.store.db, patients) if patients else {}
 
-    def _released(self, principal: Principal, compartment: str | None, decisions: dict[str, Decision],
-                  kind: str, at_us: int) -> Decision | bool | None:
-        """False when consent forbids release; else the subject's decision (None: not about a subject)."""
+    @staticmethod
+    def _released(needs: frozenset[str], compartment: str | None, decision: Decision | None,
+                  at_us: int) -> Decision | bool | None:
+        """False when consent forbids release (`needs`: required_permissions; `decision`: the subject's, None
+        when it has none); else the decision (None: not about a subject)."""
         if compartment is None:
             return None
-        decision = decisions.get(compartment)
-        if decision is None or not decision.permits_all(required_permissions(principal, kind), at_us):
+        if decision is None or not decision.permits_all(needs, at_us):
             return False
         return decision
 
@@ -163,15 +179,18 @@ class Gate:
         return (await self.disclose_many(principal, [stored]))[0]
 
     async def disclose_many(self, principal: Principal, items: Sequence[StoredResource]) -> list[bytes | None]:
-        """`disclose` for a page of resources, with one consent lookup for all their subjects."""
+        """`disclose` for a page of resources, with one consent lookup for the subjects whose decision did
+        not come with their resource (`Decided`): none for a search page."""
         if principal.internal:
             return [s.content if self.visible(principal, s) else None for s in items]
-        decisions = await self.decisions({s.compartment for s in items if s.compartment})
+        decisions = await self.decisions({s.compartment for s in items if s.compartment and not isinstance(s, Decided)})
         at = now_us()
+        needs = required_permissions(principal, "specimen")
         renaming = self._renaming(principal)
         out: list[bytes | None] = []
         for stored in items:
-            released = self._released(principal, stored.compartment, decisions, "specimen", at) \
+            decision = stored.decision if isinstance(stored, Decided) else decisions.get(stored.compartment or "")
+            released = self._released(needs, stored.compartment, decision, at) \
                 if self.visible(principal, stored) else False
             if released is False:
                 out.append(None)
@@ -227,7 +246,8 @@ class Gate:
             return resource
         at = now_us()
         decisions = await self.decisions({patient} if patient else set())
-        released = self._released(principal, patient, decisions, kind, at) if patient else False
+        released = self._released(required_permissions(principal, kind), patient, decisions.get(patient or ""), at) \
+            if patient else False
         if released is False:
             return None
         renaming = self._renaming(principal)
@@ -250,9 +270,12 @@ class Gate:
                    for constraint in alternatives)
 
 
+_GENETIC = frozenset({"genetic"})
+
+
 def _genetic(decision: Decision | None, at: int) -> bool:
     """Genotyping details are released only for subjects whose consent permits genetic research."""
-    return decision is not None and decision.permits_all(frozenset({"genetic"}), at)
+    return decision is not None and decision.permits_all(_GENETIC, at)
 
 
 def _has_code(element: Any, token: str) -> bool:

@@ -113,12 +113,12 @@ class SearchEngine:
         rows = rows[:count]
         if backward:
             rows.reverse()
-        page.matches = [stored(r) for r in rows]
+        page.matches = [stored(r, restriction) for r in rows]
         if rows:
             if more or backward:
-                page.next = statement.boundary(rows[-1], n_keys)
+                page.next = statement.boundary(rows[-1], restriction, n_keys)
             if start is not None and (more or not backward):
-                page.previous = statement.boundary(rows[0], n_keys, backward=True)
+                page.previous = statement.boundary(rows[0], restriction, n_keys, backward=True)
         return fetched, start is None and not more
 
     async def ids(self, type_: str, params: list[tuple[str, str]], restriction: Restriction,

@@ -14,12 +14,22 @@ from collections.abc import Iterable
 from gateway.access.gate import Restriction
 from gateway.search.params import Registry, SearchParam
 from gateway.search.query import Include
-from gateway.search.sql import RESOURCE_COLUMNS, Sql, all_of, fetch, insufficient_scope, live, marks, stored
+from gateway.search.sql import (
+    Sql,
+    all_of,
+    any_value,
+    columns,
+    decision_join,
+    fetch_by_key,
+    insufficient_scope,
+    live,
+    marks,
+    stored,
+)
 from gateway.store import StoredResource
 from gateway.store.database import Database
 
 MAX_ROUNDS = 4
-_COLS = ", ".join(f"r.{c}" for c in RESOURCE_COLUMNS)
 
 
 class Includer:
@@ -53,9 +63,7 @@ class Includer:
             active = [s for s in specs if round_ == 0 or s.iterate]
             if not active or not frontier:
                 break
-            found = []
-            for spec in active:
-                found.extend(await self._apply(spec, frontier))
+            found = await self._round(active, frontier)
             frontier = []
             for resource in found:
                 if (resource.type, resource.id) not in seen and len(out) < self.limit:
@@ -64,15 +72,24 @@ class Includer:
                     frontier.append(resource)
         return out
 
-    async def _apply(self, spec: Include, frontier: list[StoredResource]) -> list[StoredResource]:
+    async def _round(self, specs: list[Include], frontier: list[StoredResource]) -> list[StoredResource]:
+        """What `specs` reach from `frontier`, in one statement: every (spec, frontier type, target type) is a
+        part of its own (with its own LIMIT), so a round is one round trip however many types a reference
+        parameter can point at (`Specimen:subject`: Patient, Group, ...). Parts come back in the order
+        they are listed, as separate statements would: the order decides which resources make the cut at
+        `limit`, and the order of the include entries."""
         by_type: dict[str, list[str]] = {}
         for resource in frontier:
             by_type.setdefault(resource.type, []).append(resource.id)
-        out: list[StoredResource] = []
-        for type_, ids in by_type.items():
-            for source, target, params in (self._reverse(spec, type_) if spec.reverse else self._forward(spec, type_)):
-                out.extend(await self._fetch(source, target, params, ids, spec.reverse))
-        return out
+        parts = [self._part(source, target, params, ids, spec.reverse)
+                 for spec in specs for type_, ids in by_type.items()
+                 for source, target, params in (self._reverse(spec, type_) if spec.reverse
+                                                else self._forward(spec, type_))]
+        if not parts:
+            return []
+        union = " UNION ALL ".join(f"SELECT i{n}.*, {n} AS part FROM ({p.text}) AS i{n}" for n, p in enumerate(parts))
+        rows = await fetch_by_key(self.db, union, [x for p in parts for x in p.params])
+        return [stored(r, self.restriction) for r in sorted(rows, key=lambda r: r[-1])]
 
     def _params(self, type_: str, code: str) -> list[SearchParam]:
         if code == "*":
@@ -102,13 +119,14 @@ class Includer:
             if params and source in self.restriction.readable:
                 yield source, type_, params
 
-    async def _fetch(self, source: str, target: str, params: list[SearchParam], ids: list[str],
-                     reverse: bool) -> list[StoredResource]:
+    def _part(self, source: str, target: str, params: list[SearchParam], ids: list[str], reverse: bool) -> Sql:
+        """The live `target` resources that `ids` (of `source` when forward, of `target` when reverse) reach by
+        `params`, at most `limit` of them."""
         codes = [p.code for p in params]
         wanted, known, pick = (source, "ref_id", "id") if reverse else (target, "id", "ref_id")
+        listed = any_value(self.db.dialect, f"f.{known}", ids)
         refs = Sql(f"SELECT f.{pick} FROM search_reference f WHERE f.type = ? AND f.param IN ({marks(codes)}) "
-                   f"AND f.ref_type = ? AND f.{known} IN ({marks(ids)})", [source, *codes, target, *ids])
-        where = all_of([live("r", wanted, self.restriction), Sql(f"r.id IN ({refs.text})", refs.params)])
-        rows = await fetch(self.db, f"SELECT {_COLS} FROM resources r WHERE {where.text} LIMIT ?",
-                           [*where.params, self.limit])
-        return [stored(r) for r in rows]
+                   f"AND f.ref_type = ? AND {listed.text}", [source, *codes, target, *listed.params])
+        where = all_of([live("r", wanted, self.restriction, decided=True), Sql(f"r.id IN ({refs.text})", refs.params)])
+        return Sql(f"SELECT {columns('r', self.restriction)} FROM resources r{decision_join('r', self.restriction)} "
+                   f"WHERE {where.text} LIMIT ?", [*where.params, self.limit])

@@ -17,7 +17,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from gateway.access.gate import Restriction
+from gateway.access.consent import DECISION_WIDTH, Decision, decision_columns
+from gateway.access.gate import Decided, Restriction
 from gateway.fhir.errors import FhirError
 from gateway.fhir.instant import now_us
 from gateway.observability import metrics
@@ -66,8 +67,59 @@ async def fetch(db: Database, sql: str, params: Sequence[Any]) -> list[Row]:
     return rows
 
 
-def stored(row: Row) -> StoredResource:
-    """A `resources` row selected as RESOURCE_COLUMNS (first) as the store's StoredResource."""
+async def fetch_by_key(db: Database, sql: str, params: Sequence[Any]) -> list[Row]:
+    """Run a statement whose best plan is the same whatever its values: resources reached by id or by
+    reference from the ids of a page (includes), each key matching a row or a few. On PostgreSQL it goes
+    to the point pool, whose connections keep PostgreSQL's plan cache (after five runs a prepared
+    statement is no longer planned: measured, an include's statement took 330 us planned each time and
+    150 us from the cache); their id lists are one array parameter (`any_value`), so the statement's text,
+    and with it the cached plan, does not change with the number of ids."""
+    started = time.perf_counter()
+    rows = await db.fetch_points(sql, params)
+    metrics.store_latency("search", time.perf_counter() - started)
+    return rows
+
+
+def any_value(dialect: str, column: str, values: Sequence[Any]) -> Sql:
+    """`column` is one of `values`: one array parameter on PostgreSQL (one statement text for any number of
+    values, see fetch_by_key), a list of placeholders on SQLite (which has no arrays)."""
+    if dialect == "postgresql":
+        return Sql(f"{column} = ANY(?)", [list(values)])
+    return Sql(f"{column} IN ({marks(values)})", list(values))
+
+
+def columns(alias: str, restriction: Restriction) -> str:
+    """What a statement selects first of the `resources` rows (as `alias`) it returns, for `stored`: the
+    resource columns and, for a principal restricted by consent, the decision of the resource's subject
+    (joined by `decision_join`), which the egress gate then takes from the row (gate.Decided) instead of
+    looking the page's subjects up in a statement of its own."""
+    own = ", ".join(f"{alias}.{c}" for c in RESOURCE_COLUMNS)
+    return f"{own}, {decision_columns(alias + '_d')}" if restriction.consent else own
+
+
+def decision_join(alias: str, restriction: Restriction) -> str:
+    """The outer join `columns` reads a subject's decision from, which the consent condition of the same
+    statement then reads too (`live(..., decided=True)`): written on the joined row rather than as a lookup
+    of its own, it can only be checked once the row is joined, so PostgreSQL checks it after the criteria.
+    As a lookup of its own it came first (PostgreSQL orders a scan's conditions by cost): for a collaborator
+    a page of `Specimen?status=..&type=..` looked up the subject of each of the 234 specimens it walked
+    (0.40 ms of execution, now 0.12 ms), a page of 11 enrolments of one study those of 107 (now 11)."""
+    if not restriction.consent:
+        return ""
+    return f" LEFT JOIN consent_state {alias}_d ON {alias}_d.patient = {alias}.compartment"
+
+
+def width(restriction: Restriction) -> int:
+    """How many columns `columns` selects (what comes after them: sort keys, see statement.boundary)."""
+    return len(RESOURCE_COLUMNS) + (DECISION_WIDTH if restriction.consent else 0)
+
+
+def stored(row: Row, restriction: Restriction) -> StoredResource:
+    """A row that starts with `columns(alias, restriction)` as the store's StoredResource — a gate.Decided,
+    carrying its subject's decision, when the restriction has a consent condition."""
+    if restriction.consent:
+        return Decided(row[0], row[1], row[2], row[3], bool(row[4]), row[5], bytes(row[6]),
+                       decision=Decision.from_columns(row, len(RESOURCE_COLUMNS)))
     return StoredResource(row[0], row[1], row[2], row[3], bool(row[4]), row[5], bytes(row[6]))
 
 
@@ -82,15 +134,16 @@ def insufficient_scope(type_: str, how: str) -> FhirError:
                         headers={"WWW-Authenticate": 'Bearer error="insufficient_scope"'})
 
 
-def visible(restriction: Restriction, alias: str, type_: str | None = None) -> Sql:
+def visible(restriction: Restriction, alias: str, type_: str | None = None, decided: bool = False) -> Sql:
     """THE translation of a Restriction into SQL: which `resources` rows (as `alias`) the principal may see.
 
     Every query of search goes through here — matches, chain targets, `_has` sources,
     includes, revincludes, totals — so a new rule is one more condition in this function:
     scope (type), `patient/` compartment, and the consent predicate of external principals. `type_` known: a condition
-    for that type; None: a condition over `alias.type` (wildcard revincludes).
+    for that type; None: a condition over `alias.type` (wildcard revincludes). `decided`: the statement joins
+    the subject's decision (`decision_join`), and the consent predicate is written on that row.
     """
-    consent = restriction.consent_sql(f"{alias}.compartment")
+    consent = restriction.consent_sql(f"{alias}.compartment", f"{alias}_d" if decided else None)
     consented = Sql(*consent) if consent else Sql("1 = 1")
     patients = sorted(restriction.compartments)
     in_compartment = Sql(f"{alias}.compartment IN ({marks(patients)})", patients) if patients else Sql("1 = 0")
@@ -108,10 +161,10 @@ def visible(restriction: Restriction, alias: str, type_: str | None = None) -> S
     return all_of([any_of(options), consented])
 
 
-def live(alias: str, type_: str, restriction: Restriction) -> Sql:
-    """`alias` is a current, undeleted `type_` resource the principal may see."""
+def live(alias: str, type_: str, restriction: Restriction, decided: bool = False) -> Sql:
+    """`alias` is a current, undeleted `type_` resource the principal may see (`decided`: see `visible`)."""
     own = Sql(f"{alias}.type = ? AND {alias}.deleted = ?", [type_, False])
-    return all_of([own, visible(restriction, alias, type_)])
+    return all_of([own, visible(restriction, alias, type_, decided)])
 
 
 def _range(prefix: str, lo_col: str, hi_col: str, a: float, b: float) -> Sql:

@@ -12,6 +12,8 @@ import httpx
 import orjson
 import pytest
 
+from gateway.access.consent import Decision
+from gateway.access.gate import Decided, Gate
 from gateway.access.principal import Principal
 from gateway.access.scopes import Scopes
 from gateway.app import create_app
@@ -221,3 +223,53 @@ async def test_load_provenance_is_internal_only(biobank) -> None:
     assert wildcard["entry"] and not [e for e in wildcard["entry"] if e["resource"]["resourceType"] == "Provenance"]
     who["p"] = principal("internal")
     assert (await client.get("/fhir/Provenance/load-1")).status_code == 200
+
+
+@pytest.mark.parametrize("who", [principal("external"), principal("external", commercial=True)])
+async def test_search_entries_are_the_copies_reads_give(biobank, who: Principal) -> None:
+    """Pages and includes carry each subject's decision from their own statement (gate.Decided), reads look
+    it up: the copies are the same — consent, genotyping details, pseudonymisation and all."""
+    client, current = biobank
+    current["p"] = who
+    for query in ("/fhir/Specimen?_include=Specimen:subject&_count=100",
+                  "/fhir/Patient?_revinclude=Specimen:subject&_revinclude=Consent:patient&_count=100"):
+        entries = (await client.get(query)).json()["entry"]
+        assert entries
+        for entry in entries:
+            resource = entry["resource"]
+            assert (await client.get(f"/fhir/{resource['resourceType']}/{resource['id']}")).json() == resource
+
+
+class _NoLookups:
+    """A store whose decisions must not be looked up: every one comes with its resource."""
+
+    class db:  # stands for Store.db
+        dialect = "sqlite"
+
+        @staticmethod
+        async def fetch_points(sql: str, params: object) -> list:
+            raise AssertionError(f"looked up: {sql}")
+
+
+async def test_the_gate_takes_the_decision_read_with_a_resource() -> None:
+    """A Decided resource is released by its own decision, never by a second lookup: none, or one that does
+    not permit sharing, keeps it in; one that permits releases it, with genotyping only if that is permitted."""
+    gate = Gate(frozenset({"Specimen"}), _NoLookups())  # type: ignore[arg-type]
+    spec = resources()[next(i for i, r in enumerate(resources()) if r["resourceType"] == "Specimen")]
+    content = orjson.dumps(spec)
+
+    def decided(decision: Decision | None) -> Decided:
+        return Decided("Specimen", spec["id"], 1, 0, False, "S99", content, decision=decision)
+
+    def permits(*kinds: str) -> Decision:
+        return Decision("S99", "C99", "ACTIVE", frozenset(kinds), None, None, None)
+
+    sharing = ("research", "external-sharing")
+    out = await gate.disclose_many(principal("external"), [
+        decided(None), decided(permits("research")), decided(permits(*sharing)), decided(permits(*sharing, "genetic")),
+        decided(Decision("S99", "C99", "WITHDRAWN", frozenset(sharing), None, "NO_FURTHER_USE", 0))])
+    assert out[0] is None and out[1] is None and out[4] is None
+    assert out[2] is not None and out[3] is not None
+    genotyping = [b"genotyping" in body for body in (out[2], out[3])]
+    assert genotyping == [False, b"genotyping" in content]
+    assert await gate.disclose_many(principal("external", commercial=True), [decided(permits(*sharing))]) == [None]

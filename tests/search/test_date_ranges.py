@@ -1,6 +1,6 @@
-"""Date ranges (two or more criteria on one date parameter) on PostgreSQL are walked from the date index
-table in id order (gateway/search/statement.py, `_driven`): the same matches as the usual statement, once
-each, in id order, page after page."""
+"""Date ranges (two or more criteria on one date parameter) on PostgreSQL are walked in id order from the
+index rows of a walkable criterion beside them, else from the date index table (gateway/search/statement.py,
+`driver`, `_driven`): the same matches as the usual statement, once each, in id order, page after page."""
 
 from __future__ import annotations
 
@@ -11,7 +11,9 @@ from pathlib import Path
 import pytest
 
 from gateway.access.gate import Restriction
+from gateway.search import probe
 from gateway.search.engine import SearchEngine
+from gateway.search.sql import Compiler
 from gateway.served import STORED_TYPES
 from gateway.store import Store
 
@@ -66,6 +68,22 @@ async def test_only_ranges_are_driven_from_the_date_index(ranges: Gateway) -> No
         assert ("DISTINCT ON" in sql.text) == (driven and _store(ranges).dialect == "postgresql"), params
 
 
+async def test_a_walkable_criterion_beside_a_range_drives_the_walk_uncounted(ranges: Gateway) -> None:
+    """`status=available` beside the range: its index rows are walked (both engines) and, being the only
+    criterion beside the range, it is not counted first; with a second one beside it both are counted."""
+    store = _store(ranges)
+    engine = SearchEngine(store)
+    distinct = "DISTINCT ON (t1.id)" if store.dialect == "postgresql" else "GROUP BY t1.id"
+    for params, counted in [(f"{RANGE}&status=available", False),
+                            (f"{RANGE}&status=available&status=available,unavailable", True)]:
+        query = engine.parse("Specimen", [tuple(p.split("=", 1)) for p in params.split("&")], strict=True)
+        sql = await engine.page_statement([query], EVERYTHING, 11)
+        assert distinct in sql.text and "FROM search_token t1" in sql.text, params
+        tests = [probe._test(query, i, Compiler(EVERYTHING, store.dialect))
+                 for i in range(len(query.criteria))]
+        assert any(t is not None for t in tests) == counted, params
+
+
 async def test_a_range_pages_through_every_match_once_in_id_order(ranges: Gateway) -> None:
     pages = await _walk(ranges, f"/fhir/Specimen?{RANGE}&_count=4")
     assert [i for page in pages for i in page] == IN_2024
@@ -74,11 +92,37 @@ async def test_a_range_pages_through_every_match_once_in_id_order(ranges: Gatewa
 
 
 async def test_previous_links_of_a_range_walk_back(ranges: Gateway) -> None:
-    """From the third page, `previous` leads back over the first two pages, in order."""
+    """From the third page, `previous` leads back over the first two pages, in order — walked from the date
+    index, and from the index rows of `status` beside the range."""
     second = (await _links(ranges, f"/fhir/Specimen?{RANGE}&_count=4"))["next"]
     third = (await _links(ranges, second))["next"]
     back = await _walk(ranges, (await _links(ranges, third))["previous"], "previous")
     assert back == [IN_2024[4:8], IN_2024[0:4]]
+    available = [i for i in IN_2024 if int(i[3:]) % 2]
+    second = (await _links(ranges, f"/fhir/Specimen?{RANGE}&status=available&_count=2"))["next"]
+    third = (await _links(ranges, second))["next"]
+    back = await _walk(ranges, (await _links(ranges, third))["previous"], "previous")
+    assert back == [available[2:4], available[0:2]]
+
+
+async def test_each_half_of_a_range_may_be_met_by_another_date_of_the_resource(ranges: Gateway) -> None:
+    """`ge` and `lt` are two criteria, each met by some date of the resource (search.html: AND of the
+    criteria): a specimen dated in 2023 and 2026 matches 2024's range whichever index the walk starts from."""
+    store = _store(ranges)
+    outside = "sp-003"  # collected 2023-04-13, available
+    late = 1_780_000_000_000_000  # 2026-05-28
+    async with store.db.transaction() as conn:
+        await conn.execute("INSERT INTO search_date (type, param, lo, hi, id) VALUES (?, ?, ?, ?, ?)",
+                           ["Specimen", "collected", late, late + 1, outside])
+    try:
+        expected = sorted([*IN_2024, outside])
+        assert [i for page in await _walk(ranges, f"/fhir/Specimen?{RANGE}&_count=4") for i in page] == expected
+        assert ([i for page in await _walk(ranges, f"/fhir/Specimen?{RANGE}&status=available&_count=4")
+                 for i in page] == [i for i in expected if int(i[3:]) % 2])
+    finally:
+        async with store.db.transaction() as conn:
+            await conn.execute("DELETE FROM search_date WHERE type = ? AND id = ? AND lo = ?",
+                               ["Specimen", outside, late])
 
 
 async def test_several_matching_rows_of_the_driving_parameter_give_one_match(ranges: Gateway) -> None:
@@ -95,3 +139,19 @@ async def test_several_matching_rows_of_the_driving_parameter_give_one_match(ran
         async with store.db.transaction() as conn:
             await conn.execute("DELETE FROM search_date WHERE type = ? AND id = ? AND lo = ?",
                                ["Specimen", IN_2024[0], row[0] + 1])
+
+
+async def test_several_matching_rows_of_a_driving_token_give_one_match(ranges: Gateway) -> None:
+    """A resource with two index rows of the walked token parameter (two codings of one code) is one match."""
+    store = _store(ranges)
+    first = next(i for i in IN_2024 if int(i[3:]) % 2)
+    async with store.db.transaction() as conn:
+        await conn.execute("INSERT INTO search_token (type, param, system, code, text, id) VALUES (?, ?, ?, ?, ?, ?)",
+                           ["Specimen", "status", "urn:other", "available", None, first])
+    try:
+        pages = await _walk(ranges, f"/fhir/Specimen?{RANGE}&status=available&_count=100")
+        assert pages == [[i for i in IN_2024 if int(i[3:]) % 2]]
+    finally:
+        async with store.db.transaction() as conn:
+            await conn.execute("DELETE FROM search_token WHERE type = ? AND id = ? AND system = ?",
+                               ["Specimen", first, "urn:other"])

@@ -7,7 +7,9 @@ from urllib.parse import quote
 
 import pytest
 
+from gateway.access.gate import Restriction
 from gateway.search import probe
+from gateway.served import STORED_TYPES
 
 from .conftest import Gateway
 from .corpus import BB
@@ -142,11 +144,27 @@ async def test_search_finds_exactly_the_expected_resources(gw: Gateway, query: s
 
 
 async def test_probed_criteria_find_the_same(gw: Gateway, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Criteria with many index rows become EXISTS probes (SQLite: plain ones, PostgreSQL: chains): with
-    the bounds at 1 every non-empty candidate is probed, and every case still finds exactly its expected set."""
+    """Criteria with many index rows become EXISTS probes (SQLite: plain ones, PostgreSQL: chains and
+    `_has`): with the bounds at 1 every non-empty candidate is probed, and every case still finds exactly its
+    expected set."""
     monkeypatch.setattr(probe, "PROBE_ABOVE", 1)
     monkeypatch.setattr(probe, "CHAIN_PROBE_ABOVE", 1)
     monkeypatch.setattr(probe, "RANGE_PROBE_ABOVE", 1)
+    monkeypatch.setattr(probe, "HAS_PROBE_ABOVE", 1)
     for query, expected in CASES:
         found = await gw.ids(query + "&_count=100", prefer="handling=strict")
         assert sorted(found) == sorted(expected), query
+
+
+async def test_a_has_whose_inner_criterion_matches_many_is_probed(gw: Gateway, monkeypatch: pytest.MonkeyPatch
+                                                                  ) -> None:
+    """On PostgreSQL a `_has` becomes a probe from HAS_PROBE_ABOVE index rows of its inner criterion
+    (probe.py); below that, and on SQLite, it stays an id list."""
+    engine = gw.app.state.services.search
+    query = engine.parse("Patient", [("_has:Consent:patient:status", "active")], strict=True)
+    restriction = Restriction(frozenset(STORED_TYPES))
+    assert await probe.probed(engine.store.db, query, restriction) == frozenset()
+    monkeypatch.setattr(probe, "HAS_PROBE_ABOVE", 2)
+    probed = await probe.probed(engine.store.db, query, restriction)
+    assert probed == (frozenset({0}) if engine.store.dialect == "postgresql" else frozenset())
+    assert sorted(await gw.ids("Patient?_has:Consent:patient:status=active")) == ["p1", "p3"]

@@ -88,6 +88,30 @@ async def test_include_and_revinclude_with_iterate_and_wildcards(gw: Gateway) ->
     assert b["total"] == 1
 
 
+async def test_an_include_round_is_one_statement_listing_each_resource_once_in_spec_order(
+        gw: Gateway, monkeypatch: pytest.MonkeyPatch) -> None:
+    """All the specs and target types of an include round go in one statement (include.py); a resource two
+    specs reach is included once, and the includes come in the order of the specs."""
+    db = gw.app.state.services.store.db
+    statements: list[str] = []
+    fetch_points = db.fetch_points
+
+    async def counted(sql: str, params: Any = ()) -> Any:
+        statements.append(sql)
+        return await fetch_points(sql, params)
+
+    monkeypatch.setattr(db, "fetch_points", counted)
+    b = await _bundle(gw, "Specimen?_id=s2&_include=Specimen:parent&_include=Specimen:subject&_include=Specimen:*")
+    assert _mode(b, "include") == ["Specimen/s1", "Patient/p1"]
+    assert len(statements) == 1
+    b = await _bundle(gw, "Specimen?_id=s2&_include=Specimen:subject&_include=Specimen:parent")
+    assert _mode(b, "include") == ["Patient/p1", "Specimen/s1"]
+    statements.clear()
+    b = await _bundle(gw, "Specimen?_id=s2&_include=Specimen:subject:Patient&_include:iterate=Patient:organization")
+    assert _mode(b, "include") == ["Patient/p1", "Organization/o1"]
+    assert len(statements) == 2  # a round for the specimen, one for what it reached
+
+
 async def test_summary_elements_and_total(gw: Gateway) -> None:
     count = await _bundle(gw, "Specimen?status=available&_summary=count")
     assert count["total"] == 3 and not count["entry"]
