@@ -39,7 +39,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from gateway.ingest import load, write_demo_export  # noqa: E402
-from gateway.store import Store  # noqa: E402
+from gateway.runtime import open_store  # noqa: E402
+from gateway.settings import Settings  # noqa: E402
 
 PG_SERVER = "postgresql://postgres@127.0.0.1:5432"
 TARGET_SECONDS = 60.0
@@ -124,8 +125,9 @@ def _rss(pid: int) -> int:
 
 
 async def child(url: str, folder: str, validate: bool, workers: int | None) -> None:
-    """Runs in a subprocess: one load, then its figures as JSON on stdout."""
-    store = await Store.open(url)
+    """Runs in a subprocess: one load (with the write hooks `biobank-gateway load` has, the consent
+    decisions' included), then its figures as JSON on stdout."""
+    store = await open_store(Settings(database_url=url))
     with TreeUsage() as usage:
         start = time.perf_counter()
         report = await load(store, folder, validator=None if validate else _NoValidator(), workers=workers)
