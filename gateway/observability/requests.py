@@ -9,6 +9,7 @@ reaches it through the request state that `identified` fills once authentication
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import re
@@ -45,16 +46,21 @@ def identified(authenticate: Callable[[Request], Awaitable[Principal]]) -> Calla
     return authenticated
 
 
+_PROCESS = os.urandom(8).hex()
+_SERIAL = itertools.count(1)
+
+
 def _request_id(scope: Scope) -> str:
     """The caller's X-Request-ID when it is a plausible id, else a new one (never echo arbitrary bytes):
-    128 random bits in hex, as a uuid4's hex but without building a UUID on every request."""
+    this process's random 64-bit prefix and a serial number, unique across workers and restarts. Not a
+    secret, so no system call for random bytes on every request (`os.urandom` was 2% of a read)."""
     for name, value in scope["headers"]:
         if name == b"x-request-id":
             given = value.decode("latin-1")
             if _REQUEST_ID.fullmatch(given):
                 return given
             break
-    return os.urandom(16).hex()
+    return f"{_PROCESS}{next(_SERIAL):016x}"
 
 
 def _auth_failure(status: int, challenge: str | None, interaction: str) -> str | None:

@@ -3,10 +3,15 @@ one), the client, the interaction, status and duration — and never the query s
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
 from pathlib import Path
 
 import pytest
+import structlog
+
+from gateway.observability.logs import configure_logging, write_line
 
 from tests.access.corpus import MRN
 from tests.ops.test_limits import gateway
@@ -48,3 +53,23 @@ async def test_an_unexpected_error_is_logged_as_500_with_its_request_id(
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line]
     assert {(e["event"], e["request_id"]) for e in lines} >= {("unhandled error", "boom-1"), ("request", "boom-1")}
     assert [e["status"] for e in lines if e["event"] == "request"] == [500]
+
+
+async def test_log_lines_are_written_in_order_once_the_event_loop_step_ends(capsys: pytest.CaptureFixture[str]) -> None:
+    """Request lines and every other line share one buffer, written once per loop step (one write(2) for
+    the requests of a step even when PYTHONUNBUFFERED makes stdout write through), in the order logged."""
+    configure_logging()
+    capsys.readouterr()
+    logging.getLogger("gateway.test").warning("first")
+    write_line(logging.getLogger("gateway.request"), "second", {"status": 200})
+    structlog.get_logger("gateway.test").warning("third")
+    assert capsys.readouterr().out == ""
+    await asyncio.sleep(0)
+    assert [json.loads(line)["event"] for line in capsys.readouterr().out.splitlines()] == ["first", "second", "third"]
+
+
+def test_a_line_logged_outside_an_event_loop_is_written_at_once(capsys: pytest.CaptureFixture[str]) -> None:
+    configure_logging()
+    capsys.readouterr()
+    logging.getLogger("gateway.test").warning("at start-up")
+    assert json.loads(capsys.readouterr().out)["event"] == "at start-up"

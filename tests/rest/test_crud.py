@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+from email.utils import parsedate_to_datetime
+
 import httpx
 
 FHIR = {"Content-Type": "application/fhir+json"}
@@ -23,7 +26,10 @@ async def test_create_assigns_id_version_and_location(app_client: httpx.AsyncCli
     assert r.headers["etag"] == 'W/"1"'
     assert r.headers["location"] == f"http://testserver/fhir/Specimen/{body['id']}/_history/1"
     assert r.headers["content-type"].startswith("application/fhir+json")
-    assert "last-modified" in r.headers
+    modified = r.headers["last-modified"]  # RFC 9110 IMF-fixdate of meta.lastUpdated, to the second
+    updated = datetime.fromisoformat(body["meta"]["lastUpdated"].replace("Z", "+00:00")).replace(microsecond=0)
+    assert modified.endswith(" GMT") and parsedate_to_datetime(modified) == updated
+    assert modified == updated.strftime("%a, %d %b %Y %H:%M:%S GMT")
     read = await app_client.get(f"/fhir/Specimen/{body['id']}")
     assert read.status_code == 200
     assert read.json() == body
