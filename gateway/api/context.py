@@ -11,6 +11,7 @@ from starlette.requests import Request
 from gateway.access.gate import Gate, Restriction
 from gateway.access.principal import Principal
 from gateway.access.translation import Translator
+from gateway.api.headers import header
 from gateway.fhir.errors import FhirError
 from gateway.fhir.negotiation import negotiate
 from gateway.fhir.prefer import Prefer
@@ -102,8 +103,8 @@ async def context(request: Request) -> Ctx:
     principal = await services.authenticate(request)
     # A read has no query string: parsing an empty one was 4% of a read.
     negotiate(request.query_params.get("_format") if request.scope["query_string"] else None,
-              request.headers.get("accept"))
-    ctx = Ctx(services, principal, Prefer.parse(request.headers.get("prefer")), request,
+              header(request, b"accept"))
+    ctx = Ctx(services, principal, Prefer.parse(header(request, b"prefer")), request,
               services.gate.translator(principal))
     request.state.fhir = ctx
     return ctx

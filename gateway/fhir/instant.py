@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from datetime import UTC, datetime, timedelta
 from email.utils import formatdate
+from functools import lru_cache
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -19,9 +20,15 @@ def to_instant(us: int) -> str:
 
 
 def to_http_date(us: int) -> str:
-    """RFC 9110 IMF-fixdate for Last-Modified (on every response that carries a resource: the stdlib's
-    formatter, not strftime, which cost 5% of a read)."""
-    return formatdate(us // 1_000_000, usegmt=True)
+    """RFC 9110 IMF-fixdate for Last-Modified."""
+    return _http_date(us // 1_000_000)
+
+
+@lru_cache(maxsize=4096)
+def _http_date(seconds: int) -> str:
+    """Formatting was 5% of a read (it is on every response that carries a resource); resources are
+    written in batches, so many share their second."""
+    return formatdate(seconds, usegmt=True)
 
 
 def from_datetime(value: datetime) -> int:

@@ -15,6 +15,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from gateway.api.context import context, stored_type
+from gateway.api.headers import header
 from gateway.api.paths import HotRoute
 from gateway.api.responses import not_found, resource_response, version_headers
 from gateway.fhir.errors import FhirError
@@ -23,10 +24,10 @@ from gateway.store import StoredResource
 
 
 def _not_modified(request: Request, stored: StoredResource) -> bool:
-    etag = request.headers.get("if-none-match")
+    etag = header(request, b"if-none-match")
     if etag is not None:
         return etag.strip().removeprefix("W/").strip('"') == str(stored.version)
-    since = request.headers.get("if-modified-since")
+    since = header(request, b"if-modified-since")
     if since:
         try:
             return stored.ts // 1_000_000 <= from_datetime(parsedate_to_datetime(since)) // 1_000_000
