@@ -12,7 +12,6 @@ import pytest
 import structlog
 
 from gateway.observability.logs import configure_logging, write_line
-
 from tests.access.corpus import MRN
 from tests.ops.test_limits import gateway
 
