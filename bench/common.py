@@ -45,11 +45,12 @@ def wait_http(url: str, timeout: float = 60.0) -> None:
 
 
 @contextmanager
-def server(target: str, env: dict[str, str], health: str = "/healthz", factory: bool = False) -> Iterator[str]:
-    """`uvicorn target` (one worker) on a free port; yields the base URL."""
+def server(target: str, env: dict[str, str], health: str = "/healthz", factory: bool = False,
+           workers: int = 1) -> Iterator[str]:
+    """`uvicorn target` (one worker unless said) on a free port; yields the base URL."""
     port = free_port()
     args = [str(VENV_BIN / "python"), "-m", "uvicorn", target, "--host", "127.0.0.1", "--port", str(port),
-            "--log-level", "warning", "--no-access-log"]
+            "--log-level", "warning", "--no-access-log", "--workers", str(workers)]
     if factory:
         args.append("--factory")
     log = open(tempfile.mkstemp(prefix="bench-server-", suffix=".log")[1], "wb")  # noqa: SIM115

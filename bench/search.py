@@ -9,12 +9,13 @@ token+token, date range, chained, `_include`, chained + `_include` — each alon
    statements it ran (each a round trip on PostgreSQL);
 2. one uvicorn worker, wrk at concurrency 1 (service time) and 16 (at c=16 on one worker, p50 is
    about 16 / throughput), beside a bare ASGI app returning the very same bytes (the ceiling);
+   with `--workers N`, the mixed queries at c=16 against N workers too;
 3. the EXPLAIN of every kind's page statement: the indexes it uses (`--explain`: the whole plan).
 
 Target on PostgreSQL: p50 <= 10 ms, p99 <= 50 ms.
 
     .venv/bin/python bench/search.py [--specimens 100000] [--seconds 10] [--engines sqlite,postgresql]
-                                     [--explain] [--in-process]
+                                     [--explain] [--in-process] [--workers 2]
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ from gateway.search.engine import SearchEngine
 from gateway.served import STORED_TYPES
 from gateway.settings import Settings
 from gateway.store import Store
+from gateway.store.database import to_dollar
 
 DATA = ROOT / "bench" / ".data"
 SCT = "http://snomed.info/sct"
@@ -172,9 +174,40 @@ def _pg_indexes(plan: dict[str, Any]) -> list[str]:
 _SQLITE_INDEX = re.compile(r"(?:SEARCH|SCAN) (\w+).*?(?:USING (?:COVERING )?INDEX (\w+)|USING (PRIMARY KEY))?(?: \(|$)")
 
 
+def _literal(value: Any) -> str:
+    """A parameter written as an SQL literal of unknown type (EXECUTE casts it to the prepared parameter's)."""
+    if isinstance(value, list):
+        return _literal("{" + ",".join('"' + str(v).replace("\\", "\\\\").replace('"', '\\"') + '"'
+                                       for v in value) + "}")
+    text = str(value).lower() if isinstance(value, bool) else str(value)
+    return "'" + text.replace("'", "''") + "'"
+
+
+async def _pg_plan(store: Store, text: str, params: list[Any], generic: bool, full: bool) -> tuple[dict, list[str]]:
+    """EXPLAIN ANALYZE of a page statement as the engine runs it: planned for its values on the main pool, or, when
+    the engine runs it with a generic plan (engine.Planned), as a prepared statement on the point pool, executed
+    twice so that the second run shows the cached plan (its planning time is that of fetching it)."""
+    analyze = "EXPLAIN (ANALYZE, FORMAT JSON) "
+    if not generic:
+        plan = orjson.loads((await store.db.fetchall(analyze + text, params))[0][0])[0]
+        rows = await store.db.fetchall("EXPLAIN (ANALYZE, COSTS OFF) " + text, params) if full else []
+        return plan, [row[0] for row in rows]
+    execute = f"EXECUTE bench_page({', '.join(_literal(p) for p in params)})"
+    async with store.db.points.acquire() as conn:
+        await conn.execute(f"PREPARE bench_page AS {to_dollar(text)}")
+        try:
+            for _ in range(2):
+                plan = orjson.loads(await conn.fetchval(analyze + execute))[0]
+            rows = await conn.fetch("EXPLAIN (ANALYZE, COSTS OFF) " + execute) if full else []
+        finally:
+            await conn.execute("DEALLOCATE bench_page")
+    return plan, [row[0] for row in rows]
+
+
 async def explain(url: str, examples: dict[str, str], full: bool) -> None:
     """The page statement of each kind, as the engine writes it (probes decided on the data), with the
-    indexes the engine's plan uses — PostgreSQL: EXPLAIN ANALYZE, with planning and execution time."""
+    indexes the engine's plan uses — PostgreSQL: EXPLAIN ANALYZE, with planning and execution time, of the
+    custom plan or, for a page the engine runs with a generic plan, of that."""
     store = await Store.open(url)
     engine = SearchEngine(store)
     everything = Restriction(frozenset(STORED_TYPES))
@@ -183,16 +216,16 @@ async def explain(url: str, examples: dict[str, str], full: bool) -> None:
         for kind, path in examples.items():
             parts = urlsplit(path)
             query = engine.parse(parts.path.rsplit("/", 1)[-1], parse_qsl(parts.query), strict=True)
-            statement = await engine.page_statement([query], everything, query.count + 1)
+            planned = await engine.page_statement([query], everything, query.count + 1)
+            statement = planned.sql
             print(f"-- {kind}: {path}")
             if store.dialect == "postgresql":
-                rows = await store.db.fetchall("EXPLAIN (ANALYZE, FORMAT JSON) " + statement.text, statement.params)
-                plan = orjson.loads(rows[0][0])[0]
-                print(f"   planning {plan['Planning Time']:.2f} ms, execution {plan['Execution Time']:.2f} ms; "
-                      f"indexes: {', '.join(_pg_indexes(plan['Plan'])) or 'none'}")
-                if full:
-                    text = await store.db.fetchall("EXPLAIN (ANALYZE, COSTS OFF) " + statement.text, statement.params)
-                    print("\n".join(f"      {row[0]}" for row in text))
+                plan, lines = await _pg_plan(store, statement.text, statement.params, planned.generic, full)
+                indexes = ", ".join(_pg_indexes(plan["Plan"])) or "none"
+                print(f"   {'generic' if planned.generic else 'custom'} plan: planning {plan['Planning Time']:.2f} ms, "
+                      f"execution {plan['Execution Time']:.2f} ms; indexes: {indexes}")
+                if lines:
+                    print("\n".join(f"      {line}" for line in lines))
             else:
                 rows = await store.db.fetchall("EXPLAIN QUERY PLAN " + statement.text, statement.params)
                 used = [" ".join(x for x in m.groups() if x) for row in rows if (m := _SQLITE_INDEX.search(row[-1]))]
@@ -203,12 +236,34 @@ async def explain(url: str, examples: dict[str, str], full: bool) -> None:
         await store.close()
 
 
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+def _backends(db: Any) -> dict[int, float]:
+    """CPU seconds so far of each PostgreSQL backend of `db`'s two pools, from /proc (PostgreSQL runs on this
+    machine; no backend: SQLite, or /proc unreadable). asyncpg has no public list of a pool's connections."""
+    pools = [getattr(db, "pool", None), getattr(db, "points", None)]
+    pids = [h._con.get_server_pid() for pool in pools if pool for h in pool._holders if h._con is not None]
+    out = {}
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        out[pid] = (int(fields[11]) + int(fields[12])) / _TICK
+    return out
+
+
 async def in_process(url: str, kinds: dict[str, list[str]], rounds: int = 3) -> None:
     """Per search inside this process (no HTTP server, no wrk): microseconds from the ASGI call to its last
     message (server side: the client's own cost is not counted), and of those the time awaiting the
     database driver — the rest is Python — and the statements run (each a round trip on PostgreSQL).
     Best of `rounds` per kind: the least noisy figure on a shared machine. Logging is at warning level
-    (a search logs one line at info)."""
+    (a search logs one line at info).
+
+    Beside those wall-clock figures, the CPU a search costs, which other work on the machine does not inflate:
+    this process's (gateway and the in-process client: `time.process_time`) and, on PostgreSQL, its
+    backends' (/proc; clock ticks of 10 ms, so over 200 searches a resolution of 50 us)."""
     db_seconds, app_seconds, statements = [0.0], [0.0], [0.0]
 
     def timed(run: Callable[..., Awaitable[Any]], into: list[float], count: bool = False
@@ -229,6 +284,7 @@ async def in_process(url: str, kinds: dict[str, list[str]], rounds: int = 3) -> 
         for method in ("fetchall", "fetchone", "fetch_point", "fetch_points"):
             setattr(db, method, timed(getattr(db, method), db_seconds, count=True))
         best: dict[str, tuple[float, float, float]] = {}
+        cpu: dict[str, tuple[float, float]] = {}
         transport = httpx.ASGITransport(app=timed(app, app_seconds))
         async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as client:
             for paths in kinds.values():  # warm: connections, statement caches, planner statistics
@@ -237,15 +293,21 @@ async def in_process(url: str, kinds: dict[str, list[str]], rounds: int = 3) -> 
             for _ in range(rounds):
                 for kind, paths in kinds.items():
                     db_seconds[0] = app_seconds[0] = statements[0] = 0.0
+                    backends, process = _backends(db), time.process_time()
                     for path in paths:
                         await client.get(path, headers={"accept-encoding": "identity"})
+                    own = (time.process_time() - process) / len(paths) * 1e6
+                    theirs = sum(t - backends.get(pid, 0.0) for pid, t in _backends(db).items()) / len(paths) * 1e6
                     total, in_db = app_seconds[0] / len(paths) * 1e6, db_seconds[0] / len(paths) * 1e6
                     if kind not in best or total < best[kind][0]:
                         best[kind] = (total, in_db, statements[0] / len(paths))
+                    cpu[kind] = min(cpu.get(kind, (own, theirs)), (own, theirs), key=sum)
     print(f"\nper search in-process on {db.dialect}, best of {rounds} x {len(next(iter(kinds.values())))}:")
-    print(f"{'kind':<20} {'total us':>9} {'database us':>12} {'python us':>10} {'statements':>11}")
+    print(f"{'kind':<20} {'total us':>9} {'database us':>12} {'python us':>10} {'statements':>11} "
+          f"{'process cpu us':>15} {'postgres cpu us':>16}")
     for kind, (total, in_db, count) in best.items():
-        print(f"{kind:<20} {total:>9.0f} {in_db:>12.0f} {total - in_db:>10.0f} {count:>11.2f}")
+        print(f"{kind:<20} {total:>9.0f} {in_db:>12.0f} {total - in_db:>10.0f} {count:>11.2f} "
+              f"{cpu[kind][0]:>15.0f} {cpu[kind][1]:>16.0f}")
 
 
 def main() -> None:
@@ -253,6 +315,8 @@ def main() -> None:
     parser.add_argument("--explain", action="store_true", help="print the full plans too, not only their indexes")
     parser.add_argument("--in-process", action="store_true",
                         help="only the in-process per-search figures (no servers, no wrk)")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="also run the mixed queries at c=16 against this many uvicorn workers (one per core)")
     args = parser.parse_args()
     if shutil.which("wrk") is None and not args.in_process:
         raise SystemExit("wrk is needed for this benchmark: apt-get install wrk")
@@ -269,12 +333,15 @@ def main() -> None:
         asyncio.run(fill(url, args.specimens))
         asyncio.run(in_process(url, kinds))
         if not args.in_process:
-            run_servers(engine, url, kinds, mixed, args.seconds)
+            run_servers(engine, url, kinds, mixed, args.seconds, args.workers)
         asyncio.run(explain(url, {kind: paths[0] for kind, paths in kinds.items()}, args.explain))
 
 
-def run_servers(engine: str, url: str, kinds: dict[str, list[str]], mixed: list[str], seconds: int) -> None:
-    """wrk at concurrency 1 (service time) and 16 against one gateway worker, then the bare ASGI ceiling."""
+def run_servers(engine: str, url: str, kinds: dict[str, list[str]], mixed: list[str], seconds: int,
+                workers: int = 1) -> None:
+    """wrk at concurrency 1 (service time) and 16 against one gateway worker, the mixed queries at c=16 against
+    `workers` workers if more than one (the worker and the database share the cores), then the bare ASGI
+    ceiling."""
     env = {"GATEWAY_DATABASE_URL": url, "GATEWAY_DATA_DIR": str(DATA / f"gw-search-{engine}"),
            "GATEWAY_BASE_URL": "http://127.0.0.1/fhir", "GATEWAY_AUTH_DISABLED": "1"}
     rows = []
@@ -283,6 +350,10 @@ def run_servers(engine: str, url: str, kinds: dict[str, list[str]], mixed: list[
         for kind, paths in [*kinds.items(), ("mixed", mixed)]:
             for connections in (1, 16):
                 rows.append((f"gateway, {kind}, c={connections}", wrk_paths(base, paths, seconds, connections)))
+    if workers > 1:
+        with server("gateway.asgi:app", env, workers=workers) as base:
+            wrk_paths(base, mixed, 2)  # every worker warmed up
+            rows.append((f"gateway, mixed, c=16, {workers} workers", wrk_paths(base, mixed, seconds)))
     answers_file = DATA / f"search-answers-{engine}.json"
     answers_file.write_bytes(orjson.dumps(answers))
     with server("bench.search:baseline_app", {"BENCH_ANSWERS": str(answers_file)}, health="/", factory=True) as base:

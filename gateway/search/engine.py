@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from gateway.access.gate import Restriction
 from gateway.fhir.errors import Issue
@@ -19,7 +20,7 @@ from gateway.search.include import Includer
 from gateway.search.params import Registry, default_registry
 from gateway.search.query import Parser, Query
 from gateway.search.shape import Shape, shaper
-from gateway.search.sql import Sql, fetch, insufficient_scope, stored
+from gateway.search.sql import Sql, fetch, fetch_generic, insufficient_scope, stored
 from gateway.search.system import searched_types
 from gateway.store import Store, StoredResource
 
@@ -42,6 +43,15 @@ class Page:
     shape: Shape | None = None
 
 
+class Planned(NamedTuple):
+    """A page statement and how PostgreSQL plans it."""
+
+    sql: Sql
+    generic: bool
+    """Its plan does not depend on its values (probe.Counted.generic): planned once (sql.fetch_generic), not
+    for the values of every run (sql.fetch)."""
+
+
 class SearchEngine:
     def __init__(self, store: Store, registry: Registry | None = None, *, base_url: str = "",
                  default_count: int = 20, max_count: int = 1000) -> None:
@@ -62,11 +72,12 @@ class SearchEngine:
         """The WHERE clause of the matches (alias `r`): criteria and restriction, no paging (bulk export's scans)."""
         return statement.where(query, restriction)
 
-    async def page_statement(self, queries: Sequence[Query], restriction: Restriction, limit: int) -> Sql:
+    async def page_statement(self, queries: Sequence[Query], restriction: Restriction, limit: int) -> Planned:
         """The statement of the requested page (`limit` rows): what `search` runs, for EXPLAIN in the benchmark."""
-        probed = [await probe.probed(self.store.db, q, restriction) for q in queries]
-        return statement.page_statement(queries, restriction, probed, statement.position(queries), limit,
-                                        self.store.dialect)
+        counts = [await probe.counted(self.store.db, q, restriction, walks=len(queries) == 1) for q in queries]
+        sql = statement.page_statement(queries, restriction, [c.probes for c in counts], statement.position(queries),
+                                       limit, self.store.dialect)
+        return Planned(sql, len(counts) == 1 and counts[0].generic)
 
     async def search(self, type_: str, params: list[tuple[str, str]], restriction: Restriction,
                      strict: bool = False) -> Page:
@@ -104,8 +115,9 @@ class SearchEngine:
         queries = page.queries
         count = queries[0].count
         start = statement.position(queries)
-        sql = await self.page_statement(queries, restriction, count + 1)
-        rows = await fetch(self.store.db, sql.text, sql.params)
+        planned = await self.page_statement(queries, restriction, count + 1)
+        run = fetch_generic if planned.generic else fetch
+        rows = await run(self.store.db, planned.sql.text, planned.sql.params)
         n_keys = len(statement.key_types(queries))
         backward = start is not None and start.backward
         more = len(rows) > count

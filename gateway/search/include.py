@@ -20,7 +20,7 @@ from gateway.search.sql import (
     any_value,
     columns,
     decision_join,
-    fetch_by_key,
+    fetch_generic,
     insufficient_scope,
     live,
     marks,
@@ -88,7 +88,7 @@ class Includer:
         if not parts:
             return []
         union = " UNION ALL ".join(f"SELECT i{n}.*, {n} AS part FROM ({p.text}) AS i{n}" for n, p in enumerate(parts))
-        rows = await fetch_by_key(self.db, union, [x for p in parts for x in p.params])
+        rows = await fetch_generic(self.db, union, [x for p in parts for x in p.params])
         return [stored(r, self.restriction) for r in sorted(rows, key=lambda r: r[-1])]
 
     def _params(self, type_: str, code: str) -> list[SearchParam]:

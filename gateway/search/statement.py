@@ -106,17 +106,32 @@ def beside_range(query: Query) -> list[int]:
     return [i for i, c in enumerate(query.criteria) if not (isinstance(c, Clause) and c.param == pivot.param)]
 
 
-def driver(query: Query, probed: frozenset[int], dialect: str) -> int | None:
-    """The criterion a page of a date range query in id order is walked from (`_driven`), None: no walk.
+def alone(query: Query, restriction: Restriction) -> bool:
+    """Whether `query` is one walkable criterion, which a page in id order is walked from (`driver`). Not where
+    the type is confined to a patient's compartment (`patient/` scopes): there the compartment's index finds the
+    patient's few resources, where a walk would pass every resource of the value."""
+    return len(query.criteria) == 1 and walkable(query.criteria[0]) and query.type not in restriction.confined
 
-    A walkable criterion beside the range when there is one — a small one (not probed, see probe.py) first —
-    on both engines; else, on PostgreSQL, the range itself (SQLite then probes every criterion from a walk of
-    `resources`, or collects the small ones). Walking `genotyped=true` (20,000 specimens) in id order and
-    probing each row for the range reads a fifth of the rows the walk of the date index reads for the same
-    page, from an index alone (measured over 100k specimens, a page of one month of one year on PostgreSQL:
-    0.9 ms against 2.8 ms, and for a collaborator, who has every walked `resources` row checked for consent,
-    1.0 against 7-11 ms; on SQLite 0.35 ms against 2.5 ms walking `resources`).
+
+def driver(query: Query, restriction: Restriction, probed: frozenset[int], dialect: str) -> int | None:
+    """The criterion a page in id order is walked from (`_driven`), None: no walk.
+
+    A query of one walkable criterion (`alone`): that one, on both engines. Its index rows come in id order,
+    so the walk stops when the page is full however many resources the value has, and its plan is the same for
+    every value (it runs with a generic plan, probe.Counted.generic): measured on PostgreSQL, backend CPU of a
+    page of `Specimen?subject=Patient/X` 400 us as an id list planned for its values, 200 us walked; of
+    `ResearchSubject?study=ResearchStudy/X` (2,000 enrolments collected and sorted) 8.5 ms, 150 us walked.
+
+    A date range query: a walkable criterion beside the range when there is one — a small one (not probed,
+    see probe.py) first — on both engines; else, on PostgreSQL, the range itself (SQLite then probes every
+    criterion from a walk of `resources`, or collects the small ones). Walking `genotyped=true` (20,000
+    specimens) in id order and probing each row for the range reads a fifth of the rows the walk of the date
+    index reads for the same page, from an index alone (measured over 100k specimens, a page of one month of
+    one year on PostgreSQL: 0.9 ms against 2.8 ms, and for a collaborator, who has every walked `resources`
+    row checked for consent, 1.0 against 7-11 ms; on SQLite 0.35 ms against 2.5 ms walking `resources`).
     """
+    if alone(query, restriction):
+        return 0
     first = date_range(query)
     if first is None:
         return None
@@ -129,15 +144,15 @@ def driver(query: Query, probed: frozenset[int], dialect: str) -> int | None:
 
 def _driven(query: Query, restriction: Restriction, probed: frozenset[int], pivot: int, start: Position | None,
             limit: int, dialect: str) -> Sql:
-    """The page in id order, walked from the index rows of criterion `pivot` in id order (a query with a date
-    range, see `driver`).
+    """The page in id order, walked from the index rows of criterion `pivot` in id order (see `driver`).
 
     The driving rows are read in id order from an index (the range's: the `(type, id)` index of search_date)
     and joined to `resources` only once every criterion holds, so `resources` is touched for the page rows
     (and rows the restriction refuses), not for every row walked. The criteria on the range's parameter are
-    probes on the driving row's id (the conjunction the planner cannot estimate), and so are those in
-    `probed`; the remaining criteria keep their usual form, so the planner still chooses how to apply them. A
-    resource with several matching rows of the driving parameter would come once per row: DISTINCT ON keeps
+    checked together on the driving row's id, in one look at its rows of that parameter (the conjunction the
+    planner cannot estimate; Compiler.together); those in `probed` are probes on it, and the remaining
+    criteria keep their usual form, so the planner still chooses how to apply them. A resource with several
+    matching rows of the driving parameter would come once per row: DISTINCT ON keeps
     one on PostgreSQL, GROUP BY on SQLite (whose "bare columns" come from a row of the group: every row of
     it is joined to the same resource).
     """
@@ -145,10 +160,13 @@ def _driven(query: Query, restriction: Restriction, probed: frozenset[int], pivo
     driving = query.criteria[pivot]
     assert isinstance(driving, Clause)
     rows = compiler.rows(driving)
-    beside = set(beside_range(query))
-    others = [(i, c) for i, c in enumerate(query.criteria) if i != pivot]
-    probes = frozenset(n for n, (i, _) in enumerate(others) if i in probed or i not in beside)
-    conditions = [rows.where, compiler.criteria([c for _, c in others], rows.id.removesuffix(".id"), probes),
+    walked = rows.id.removesuffix(".id")
+    beside = [i for i in beside_range(query) if i != pivot]
+    ranged = [c for i, c in enumerate(query.criteria) if i != pivot and i not in beside and isinstance(c, Clause)]
+    conditions = [rows.where,
+                  compiler.criteria([query.criteria[i] for i in beside], walked,
+                                    frozenset(n for n, i in enumerate(beside) if i in probed)),
+                  *([compiler.together(ranged, walked)] if ranged else []),
                   live("r", query.type, restriction, decided=True)]
     if start is not None:
         conditions.append(after([], rows.id, start))
@@ -164,7 +182,7 @@ def _driven(query: Query, restriction: Restriction, probed: frozenset[int], pivo
 def _branch(queries: Sequence[Query], query: Query, restriction: Restriction, probed: frozenset[int],
             start: Position | None, limit: int, dialect: str) -> Sql:
     order_keys = keys(queries, query)
-    pivot = None if order_keys else driver(query, probed, dialect)
+    pivot = None if order_keys else driver(query, restriction, probed, dialect)
     if pivot is not None:
         return _driven(query, restriction, probed, pivot, start, limit, dialect)
     conditions = [where(query, restriction, probed, dialect, decided=True)]

@@ -64,7 +64,7 @@ async def test_only_ranges_are_driven_from_the_date_index(ranges: Gateway) -> No
     engine = SearchEngine(_store(ranges))
     for params, driven in [(RANGE, True), ("collected=ge2024-01-01", False), (f"{RANGE}&_sort=-_id", False)]:
         query = engine.parse("Specimen", [tuple(p.split("=", 1)) for p in params.split("&")], strict=True)
-        sql = await engine.page_statement([query], EVERYTHING, 11)
+        sql = (await engine.page_statement([query], EVERYTHING, 11)).sql
         assert ("DISTINCT ON" in sql.text) == (driven and _store(ranges).dialect == "postgresql"), params
 
 
@@ -77,7 +77,7 @@ async def test_a_walkable_criterion_beside_a_range_drives_the_walk_uncounted(ran
     for params, counted in [(f"{RANGE}&status=available", False),
                             (f"{RANGE}&status=available&status=available,unavailable", True)]:
         query = engine.parse("Specimen", [tuple(p.split("=", 1)) for p in params.split("&")], strict=True)
-        sql = await engine.page_statement([query], EVERYTHING, 11)
+        sql = (await engine.page_statement([query], EVERYTHING, 11)).sql
         assert distinct in sql.text and "FROM search_token t1" in sql.text, params
         tests = [probe._test(query, i, Compiler(EVERYTHING, store.dialect))
                  for i in range(len(query.criteria))]
@@ -155,3 +155,14 @@ async def test_several_matching_rows_of_a_driving_token_give_one_match(ranges: G
         async with store.db.transaction() as conn:
             await conn.execute("DELETE FROM search_token WHERE type = ? AND id = ? AND system = ?",
                                ["Specimen", first, "urn:other"])
+
+
+async def test_the_range_checked_in_one_look_finds_what_a_statement_per_criterion_finds(ranges: Gateway) -> None:
+    """Walked from `status`, the criteria on the range's parameter are checked in one look at each walked
+    specimen's dates (sql.Compiler.together); sorted by `_sort=_id` the page is not walked and each criterion is
+    a statement of its own: the same matches, in the same order."""
+    for params in (f"{RANGE}&status=available", f"{RANGE}&collected=ne2024-03-13&status=unavailable",
+                   "collected=ge2023-06-01&collected=le2024-06-30&collected=ne2024-01-11&status=available"):
+        walked = await ranges.ids(f"Specimen?{params}&_count=100")
+        assert walked, params
+        assert walked == await ranges.ids(f"Specimen?{params}&_sort=_id&_count=100"), params

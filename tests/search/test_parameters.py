@@ -163,8 +163,8 @@ async def test_a_has_whose_inner_criterion_matches_many_is_probed(gw: Gateway, m
     engine = gw.app.state.services.search
     query = engine.parse("Patient", [("_has:Consent:patient:status", "active")], strict=True)
     restriction = Restriction(frozenset(STORED_TYPES))
-    assert await probe.probed(engine.store.db, query, restriction) == frozenset()
+    assert (await probe.counted(engine.store.db, query, restriction)).probes == frozenset()
     monkeypatch.setattr(probe, "HAS_PROBE_ABOVE", 2)
-    probed = await probe.probed(engine.store.db, query, restriction)
+    probed = (await probe.counted(engine.store.db, query, restriction)).probes
     assert probed == (frozenset({0}) if engine.store.dialect == "postgresql" else frozenset())
     assert sorted(await gw.ids("Patient?_has:Consent:patient:status=active")) == ["p1", "p3"]
