@@ -16,7 +16,9 @@ Token verification is replaced by the fixed principal in all three. The three ru
 interleaved rounds, so load from elsewhere on the machine falls on them alike. Prints req/s,
 p50 and p99 of each and what (b) and (c) add to (a): to each percentile, to the time per request,
 and "paired": the median ratio of chunks of the same paths run back to back (`Runner.paired`), the
-figure least moved by load from elsewhere.
+figure least moved by load from elsewhere. Last, the steadiest figure of the gate itself: CPU time
+per `Gate.disclose_many` call (and per entry) of each principal over the pages its warm-up pass
+served (`Pages`, best of 5 passes: the egress work alone, without SQL or HTTP).
 
     .venv/bin/python bench/gate.py [--specimens 100000] [--seconds 10] [--engines sqlite,postgresql]
 """
@@ -29,7 +31,7 @@ import re
 import statistics
 import sys
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,11 +46,13 @@ from bench.common import arguments, print_table
 from bench.read import pg_database
 from bench.search import DATA, fill, queries
 from gateway.access.consent import PERMISSION_SYSTEM
+from gateway.access.gate import Gate
 from gateway.access.principal import Principal
 from gateway.access.scopes import Scopes
 from gateway.app import create_app
 from gateway.runtime import open_store
 from gateway.settings import Settings
+from gateway.store import StoredResource
 
 CHUNK = 25
 """Requests a principal runs before the next one takes its turn."""
@@ -120,6 +124,44 @@ class Runner:
         return 100 * (statistics.median(ratios) - 1)
 
 
+@dataclass
+class Pages:
+    """What a gate was given to disclose (the pages and includes of searches, as read from the store), to
+    time `disclose_many` again on them alone."""
+
+    gate: Gate
+    principal: Principal
+    pages: list[list[StoredResource]] = field(default_factory=list)
+
+    @classmethod
+    def kept(cls, client: httpx.AsyncClient, principal: Principal) -> Pages:
+        """Keep what the gate of `client`'s app discloses from now on."""
+        gate: Gate = client.app.state.services.gate  # type: ignore[attr-defined]
+        pages = cls(gate, principal)
+        disclose_many = gate.disclose_many
+
+        async def keeping(who: Principal, items: Sequence[StoredResource]) -> list[bytes | None]:
+            pages.pages.append(list(items))
+            return await disclose_many(who, items)
+
+        gate.disclose_many = keeping  # type: ignore[method-assign]
+        return pages
+
+    def stop(self) -> None:
+        """Keep nothing more: the gate's own `disclose_many` again."""
+        del self.gate.disclose_many
+
+    async def timed(self, passes: int = 5) -> tuple[float, float]:
+        """µs of CPU per call and per entry, best of `passes` passes over every page kept."""
+        best = float("inf")
+        for _ in range(passes):
+            started = time.process_time()
+            for page in self.pages:
+                await self.gate.disclose_many(self.principal, page)
+            best = min(best, time.process_time() - started)
+        return 1e6 * best / len(self.pages), 1e6 * best / sum(map(len, self.pages))
+
+
 @asynccontextmanager
 async def served(settings: Settings, principal: Principal) -> AsyncIterator[httpx.AsyncClient]:
     """The gateway app, in-process, every request authenticated as `principal`."""
@@ -150,11 +192,14 @@ async def in_pseudonyms(client: httpx.AsyncClient, principal: Principal, paths: 
     return [SUBJECT.sub(lambda m: f"Patient/{named[m.group(1)]}", path) for path in paths]
 
 
-async def measure(runners: list[Runner], seconds: float) -> None:
-    """Warm every runner up (one pass), then interleave chunks until each has spent `seconds`."""
-    for runner in runners:
+async def measure(runners: list[Runner], seconds: float, pages: list[Pages]) -> None:
+    """Warm every runner up (one pass, keeping what each gate discloses in `pages`), then interleave chunks
+    until each has spent `seconds`."""
+    for runner, kept in zip(runners, pages, strict=True):
+        kept.pages.clear()
         await runner.run(0, len(runner.paths))
         runner.latencies.clear()
+        kept.stop()
     position = 0
     while min(r.spent for r in runners) < seconds:
         for runner in runners:
@@ -186,7 +231,9 @@ async def bench(url: str, engine: str, n: int, seconds: float) -> None:
         runners = [Runner("(a) internal, scopes only", a, mixed),
                    Runner("(b) external: consent, pseudonymised", b, mixed),
                    Runner("(c) external, own pseudonyms", c, spoken)]
-        await measure(runners, seconds)
+        pages = [Pages.kept(a, internal), Pages.kept(b, external), Pages.kept(c, external)]
+        await measure(runners, seconds, pages)
+        gated = [await kept.timed() for kept in pages]
     rows = [(r.name, r.figures()) for r in runners]
     print_table(f"search through the gate on {engine}, {n} specimens, in-process (ASGITransport), sequential, "
                 f"{len(runners[0].latencies)} requests each", rows, runners[0].name)
@@ -195,6 +242,8 @@ async def bench(url: str, engine: str, n: int, seconds: float) -> None:
         for kind in kinds:
             print(f"    {kind:<40} adds {added(runner.figures(kind), runners[0].figures(kind))} "
                   f"{runner.paired(runners[0], kind):+6.1f}% paired")
+    for runner, (call, entry) in zip(runners, gated, strict=True):
+        print(f"{runner.name:<44} Gate.disclose_many: {call:7.1f} us per call, {entry:5.2f} us per entry (CPU)")
 
 
 def main() -> None:

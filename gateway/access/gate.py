@@ -25,7 +25,7 @@ import orjson
 from gateway.access import consent
 from gateway.access.consent import Decision
 from gateway.access.principal import Principal
-from gateway.access.pseudonymise import Plan, Rename, plan, rename_references, rules
+from gateway.access.pseudonymise import Plan, Rename, plan, planner, rename_references, rules
 from gateway.access.pseudonyms import Pseudonyms, Renaming
 from gateway.access.scopes import READ, SEARCH
 from gateway.access.translation import PLAIN, Pseudonymous, Translator
@@ -151,14 +151,7 @@ class Gate:
 
     def visible(self, principal: Principal, stored: StoredResource) -> bool:
         """Scope and compartment: may this principal see resources like `stored` at all?"""
-        scopes = principal.scopes
-        if not (scopes.allows(stored.type, READ) or scopes.allows(stored.type, SEARCH)):
-            return False
-        if stored.type in INTERNAL_ONLY and not principal.internal:
-            return False
-        if scopes.patient_only(stored.type, READ) or scopes.patient_only(stored.type, SEARCH):
-            return principal.patient is not None and stored.compartment == principal.patient
-        return True
+        return _in_scope(_type_scope(principal, stored.type), principal, stored)
 
     async def decisions(self, patients: set[str]) -> dict[str, Decision]:
         return await consent.decisions(self.store.db, patients) if patients else {}
@@ -187,32 +180,41 @@ class Gate:
         at = now_us()
         needs = required_permissions(principal, "specimen")
         renaming = self._renaming(principal)
+        scopes: dict[str, Scope] = {}
         out: list[bytes | None] = []
         for stored in items:
+            scope = scopes.get(stored.type)
+            if scope is None:
+                scope = scopes[stored.type] = _type_scope(principal, stored.type)
             decision = stored.decision if isinstance(stored, Decided) else decisions.get(stored.compartment or "")
             released = self._released(needs, stored.compartment, decision, at) \
-                if self.visible(principal, stored) else False
+                if _in_scope(scope, principal, stored) else False
             if released is False:
                 out.append(None)
                 continue
-            out.append(await self._external_bytes(stored, _genetic(released, at), at, renaming))
+            # released: None, or a decision in force at `at` (it permits `needs`): genetic is one more permission
+            genetic = released is not None and released.permits >= _GENETIC
+            rules = planner(stored.type, genetic, renaming is not None).plan(stored.content)
+            if stored.type == _GROUP:
+                out.append(await self._group_bytes(stored.content, rules, at, renaming))
+            elif rules.changes(stored.content):
+                out.append(_external_bytes(stored.content, rules, renaming))
+            else:
+                out.append(stored.content)
         if renaming is not None:
             await renaming.record()
         return out
 
-    async def _external_bytes(self, stored: StoredResource, genetic: bool, at: int,
-                              renaming: Renaming | None) -> bytes:
-        """The external copy of a stored resource (its stored bytes when nothing changed: no serialising)."""
-        rules = plan(stored.type, stored.content, genetic_allowed=genetic, renaming=renaming is not None)
-        resource = orjson.loads(stored.content)
+    async def _group_bytes(self, content: bytes, rules: Plan, at: int, renaming: Renaming | None) -> bytes:
+        """The external copy of a stored cohort (its members are checked against their own consents)."""
+        resource = orjson.loads(content)
         if not await self._external_copy(resource, rules, at, renaming):
-            return stored.content
-        copy = orjson.dumps(resource)
-        return rename_references(copy, renaming) if renaming is not None and rules.references else copy
+            return content
+        return _serialised(resource, rules, renaming)
 
     async def _external_copy(self, resource: dict[str, Any], rules: Plan, at: int, rename: Rename | None) -> bool:
         """Change `resource` into its external copy; True when something changed."""
-        members_changed = resource.get("resourceType") == "Group" and await self._keep_released_members(resource, at)
+        members_changed = resource.get("resourceType") == _GROUP and await self._keep_released_members(resource, at)
         return rules.apply(resource, rename) or members_changed
 
     async def _keep_released_members(self, group: dict[str, Any], at: int) -> bool:
@@ -271,6 +273,44 @@ class Gate:
 
 
 _GENETIC = frozenset({"genetic"})
+_GROUP = "Group"
+"""The one type whose external copy depends on more than its own bytes: a cohort lists consenting members only."""
+
+
+def _external_bytes(content: bytes, rules: Plan, renaming: Renaming | None) -> bytes:
+    """The external copy of a stored resource other than a Group (its stored bytes when nothing changed)."""
+    resource = orjson.loads(content)
+    if not rules.apply(resource, renaming, content):
+        return content
+    return _serialised(resource, rules, renaming)
+
+
+def _serialised(resource: dict[str, Any], rules: Plan, renaming: Renaming | None) -> bytes:
+    """A changed external copy's bytes, its references to subjects renamed when `renaming`."""
+    copy = orjson.dumps(resource)
+    return rename_references(copy, renaming) if renaming is not None and rules.references else copy
+
+
+Scope = tuple[bool, bool]
+"""What scopes say of a type: (readable at all, only in the principal's patient compartment)."""
+
+
+def _type_scope(principal: Principal, type_: str) -> Scope:
+    """What of `visible` depends on the type alone: a page asks it once per type, not once per entry."""
+    scopes = principal.scopes
+    if not (scopes.allows(type_, READ) or scopes.allows(type_, SEARCH)):
+        return False, False
+    if type_ in INTERNAL_ONLY and not principal.internal:
+        return False, False
+    return True, scopes.patient_only(type_, READ) or scopes.patient_only(type_, SEARCH)
+
+
+def _in_scope(scope: Scope, principal: Principal, stored: StoredResource) -> bool:
+    """`visible`, given what scopes say of the resource's type."""
+    readable, confined = scope
+    if confined:
+        return principal.patient is not None and stored.compartment == principal.patient
+    return readable
 
 
 def _genetic(decision: Decision | None, at: int) -> bool:
