@@ -6,6 +6,7 @@ from __future__ import annotations
 import tempfile
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -66,3 +67,17 @@ async def gateway(request: pytest.FixtureRequest, pg_databases: PgDatabases) -> 
 async def gw(gateway: Gateway) -> AsyncIterator[Gateway]:
     yield gateway
     gateway.act_as(DEV_PRINCIPAL)
+
+
+def point_statements(gw: Gateway, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The statements that go to the point pool from now on (SQLite: the same reader), in order."""
+    db = gw.app.state.services.store.db
+    seen: list[str] = []
+    fetch_points = db.fetch_points
+
+    async def recorded(sql: str, params: Any = ()) -> Any:
+        seen.append(sql)
+        return await fetch_points(sql, params)
+
+    monkeypatch.setattr(db, "fetch_points", recorded)
+    return seen

@@ -7,7 +7,6 @@ keep a plan, gives each value its own matches, the same as a statement planned f
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
 
@@ -16,7 +15,7 @@ from gateway.search import probe
 from gateway.search.engine import SearchEngine
 from gateway.served import STORED_TYPES
 
-from .conftest import Gateway
+from .conftest import Gateway, point_statements
 
 EVERYTHING = Restriction(frozenset(STORED_TYPES))
 BY_PATIENT = {"p1": ["s1", "s2"], "p2": ["s3", "s5"], "p3": ["s4"]}
@@ -31,20 +30,6 @@ def _rounds(cases: dict[str, list[str]], rounds: int = 4) -> Iterator[tuple[str,
         yield from cases.items()
 
 
-def _generic_statements(gw: Gateway, monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """The statements that go to the point pool from now on (SQLite: the same reader)."""
-    db = gw.app.state.services.store.db
-    seen: list[str] = []
-    fetch_points = db.fetch_points
-
-    async def recorded(sql: str, params: Any = ()) -> Any:
-        seen.append(sql)
-        return await fetch_points(sql, params)
-
-    monkeypatch.setattr(db, "fetch_points", recorded)
-    return seen
-
-
 def _engine(gw: Gateway) -> SearchEngine:
     return gw.app.state.services.search
 
@@ -53,7 +38,7 @@ async def test_a_page_walked_from_one_criterion_answers_for_each_value(gw: Gatew
                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
     """`subject=Patient/X` and `status=X` alone are walked in id order, with a generic plan on PostgreSQL: the
     same ids as the statement sorted by `_sort=_id` (an id list planned for its values)."""
-    seen = _generic_statements(gw, monkeypatch)
+    seen = point_statements(gw, monkeypatch)
     cases = {**{f"Specimen?subject=Patient/{p}": ids for p, ids in BY_PATIENT.items()},
              **{f"Specimen?status={s}": ids for s, ids in BY_STATUS.items()}}
     for query, expected in _rounds(cases):

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from .conftest import Gateway
+from .conftest import Gateway, point_statements
 
 STRICT = {"prefer": "handling=strict"}
 
@@ -92,15 +92,7 @@ async def test_an_include_round_is_one_statement_listing_each_resource_once_in_s
         gw: Gateway, monkeypatch: pytest.MonkeyPatch) -> None:
     """All the specs and target types of an include round go in one statement (include.py); a resource two
     specs reach is included once, and the includes come in the order of the specs."""
-    db = gw.app.state.services.store.db
-    statements: list[str] = []
-    fetch_points = db.fetch_points
-
-    async def counted(sql: str, params: Any = ()) -> Any:
-        statements.append(sql)
-        return await fetch_points(sql, params)
-
-    monkeypatch.setattr(db, "fetch_points", counted)
+    statements = point_statements(gw, monkeypatch)
     b = await _bundle(gw, "Specimen?_id=s2&_include=Specimen:parent&_include=Specimen:subject&_include=Specimen:*")
     assert _mode(b, "include") == ["Specimen/s1", "Patient/p1"]
     assert len(statements) == 1
