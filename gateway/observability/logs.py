@@ -13,6 +13,7 @@ import asyncio
 import atexit
 import logging
 import sys
+import threading
 from datetime import UTC, datetime
 from typing import Any
 
@@ -91,6 +92,7 @@ def write_line(logger: logging.Logger, event: str, fields: dict[str, Any]) -> No
 
 _pending: list[str] = []
 """Lines not yet written to stdout."""
+_writing = threading.Lock()
 _flush_on: asyncio.AbstractEventLoop | None = None
 """The loop a flush is scheduled on (a loop closed before running it does not block later flushes)."""
 
@@ -117,11 +119,12 @@ def flush() -> None:
     """Write the queued lines to stdout now."""
     global _flush_on
     _flush_on = None
-    if queued := len(_pending):  # lines other threads queue meanwhile stay for the next flush
-        text = "".join(_pending[:queued])
-        del _pending[:queued]
-        sys.stdout.write(text)
-        sys.stdout.flush()
+    with _writing:  # threads outside the loop flush too: no line twice, none lost
+        if queued := len(_pending):  # lines queued meanwhile stay for the next flush
+            text = "".join(_pending[:queued])
+            del _pending[:queued]
+            sys.stdout.write(text)
+            sys.stdout.flush()
 
 
 atexit.register(flush)

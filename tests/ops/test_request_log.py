@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import threading
 from pathlib import Path
 
 import pytest
@@ -72,3 +73,29 @@ def test_a_line_logged_outside_an_event_loop_is_written_at_once(capsys: pytest.C
     capsys.readouterr()
     logging.getLogger("gateway.test").warning("at start-up")
     assert json.loads(capsys.readouterr().out)["event"] == "at start-up"
+
+
+def test_lines_from_threads_and_the_event_loop_are_each_written_once(capsys: pytest.CaptureFixture[str]) -> None:
+    """Threads flush at once, the loop once per step, both from the one buffer: no line twice, none lost."""
+    configure_logging()
+    capsys.readouterr()
+    log = logging.getLogger("gateway.test")
+
+    def burst(worker: int) -> None:
+        for n in range(300):
+            log.warning("line %d-%d", worker, n)
+
+    async def requests() -> None:
+        for n in range(300):
+            write_line(logging.getLogger("gateway.request"), f"request {n}", {})
+            await asyncio.sleep(0)
+
+    threads = [threading.Thread(target=burst, args=(w,)) for w in range(4)]
+    for thread in threads:
+        thread.start()
+    asyncio.run(requests())
+    for thread in threads:
+        thread.join()
+    written = [json.loads(line)["event"] for line in capsys.readouterr().out.splitlines()]
+    assert sorted(written) == sorted([*(f"line {w}-{n}" for w in range(4) for n in range(300)),
+                                      *(f"request {n}" for n in range(300))])
