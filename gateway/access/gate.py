@@ -25,7 +25,7 @@ import orjson
 from gateway.access import consent
 from gateway.access.consent import Decision
 from gateway.access.principal import Principal
-from gateway.access.pseudonymise import Plan, Rename, plan, planner, rename_references, rules
+from gateway.access.pseudonymise import Plan, Rename, plan, rename_references, rules
 from gateway.access.pseudonyms import Pseudonyms, Renaming
 from gateway.access.scopes import READ, SEARCH
 from gateway.access.translation import PLAIN, Pseudonymous, Translator
@@ -192,9 +192,8 @@ class Gate:
             if released is False:
                 out.append(None)
                 continue
-            # released: None, or a decision in force at `at` (it permits `needs`): genetic is one more permission
-            genetic = released is not None and released.permits >= _GENETIC
-            rules = planner(stored.type, genetic, renaming is not None).plan(stored.content)
+            rules = plan(stored.type, stored.content, genetic_allowed=_genetic(released, at),
+                         renaming=renaming is not None)
             if stored.type == _GROUP:
                 out.append(await self._group_bytes(stored.content, rules, at, renaming))
             elif rules.changes(stored.content):

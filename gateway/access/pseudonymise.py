@@ -183,7 +183,7 @@ class Plan:
 
 
 @dataclass(slots=True)
-class Planner:
+class _Planner:
     """The plans of one (type, genetic_allowed, renaming): one per pattern of `needles` present, built once."""
 
     rtype: str
@@ -224,16 +224,16 @@ class Planner:
 
 
 @cache
-def planner(rtype: str, genetic_allowed: bool, renaming: bool) -> Planner:
+def _planner(rtype: str, genetic_allowed: bool, renaming: bool) -> _Planner:
     """The plans of resources of `rtype` for such a principal (see `plan`)."""
     found = _rules_for(genetic_allowed, renaming)
-    return Planner(rtype, renaming, found, tuple(rule.needle for rule in found))
+    return _Planner(rtype, renaming, found, tuple(rule.needle for rule in found))
 
 
 def plan(rtype: str, source: bytes | None, *, genetic_allowed: bool, renaming: bool) -> Plan:
     """The rules that apply to a resource of `rtype` stored as `source` (None: not stored here, all
     of them); genotyping details go unless `genetic_allowed`; subject ids are renamed if `renaming`."""
-    plans = planner(rtype, genetic_allowed, renaming)
+    plans = _planner(rtype, genetic_allowed, renaming)
     return plans.of((True,) * len(plans.needles)) if source is None else plans.plan(source)
 
 
