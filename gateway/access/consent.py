@@ -19,7 +19,7 @@ from typing import Any, NamedTuple
 import orjson
 
 from gateway.fhir.instant import parse_instant
-from gateway.store.database import Connection
+from gateway.store.database import Connection, one_of
 
 BASE = "https://biobank.massgeneral.org/fhir"
 SOURCE_STATUS = f"{BASE}/StructureDefinition/source-status"
@@ -188,12 +188,8 @@ async def decisions(db: Any, patients: set[str]) -> dict[str, Decision]:
     ids = sorted(patients)
     columns = ", ".join(_UPSERT_COLS)
     for i in range(0, len(ids), 500):
-        chunk = ids[i:i + 500]
-        if db.dialect == "postgresql":
-            rows = await db.fetch_points(f"SELECT {columns} FROM consent_state WHERE patient = ANY(?)", [chunk])
-        else:
-            rows = await db.fetch_points(
-                f"SELECT {columns} FROM consent_state WHERE patient IN ({', '.join('?' * len(chunk))})", chunk)
+        keys, params = one_of(db.dialect, "patient", ids[i:i + 500])
+        rows = await db.fetch_points(f"SELECT {columns} FROM consent_state WHERE {keys}", params)
         out.update((r[0], Decision.from_row(r)) for r in rows)
     return out
 

@@ -32,7 +32,7 @@ from typing import Any
 from cryptography.fernet import Fernet, InvalidToken
 
 from gateway.settings import Settings
-from gateway.store.database import Database
+from gateway.store.database import Database, one_of
 
 CACHE_SIZE = 200_000
 """(client, pseudonym) pairs kept in process, and (client, subject) pairs named; beyond that a cache starts afresh."""
@@ -53,11 +53,6 @@ def pseudonym_secret(settings: Settings) -> bytes | None:
                          "(e.g. `openssl rand -hex 32`), the same on every instance, and never change it (every "
                          "collaborator's pseudonyms would change)")
     return secret.encode()
-
-
-def _marks(values: list[str]) -> str:
-    """Placeholders of an IN list (`NULL` for none: `x IN (NULL)` is never true)."""
-    return ", ".join("?" * len(values)) or "NULL"
 
 
 class Pseudonyms:
@@ -130,15 +125,12 @@ class Pseudonyms:
         Lookups by key, which a collaborator's every search with pseudonyms makes: on PostgreSQL on the point
         pool, with the keys as arrays, so the statement is planned once per connection (~80 us less a
         search than planned for its values); SQLite gets lists of placeholders."""
-        if self.db.dialect == "postgresql":
-            return await self.db.fetch_points(
-                "SELECT pseudonym, subject FROM pseudonyms WHERE client_id = ? AND pseudonym = ANY(?) "
-                "UNION ALL SELECT DISTINCT compartment, NULL FROM resources WHERE compartment = ANY(?)",
-                [client_id, mine, theirs])
+        ours, our_params = one_of(self.db.dialect, "pseudonym", mine)
+        subjects, subject_params = one_of(self.db.dialect, "compartment", theirs)
         return await self.db.fetch_points(
-            f"SELECT pseudonym, subject FROM pseudonyms WHERE client_id = ? AND pseudonym IN ({_marks(mine)}) "
-            f"UNION ALL SELECT DISTINCT compartment, NULL FROM resources WHERE compartment IN ({_marks(theirs)})",
-            [client_id, *mine, *theirs])
+            f"SELECT pseudonym, subject FROM pseudonyms WHERE client_id = ? AND {ours} "
+            f"UNION ALL SELECT DISTINCT compartment, NULL FROM resources WHERE {subjects}",
+            [client_id, *our_params, *subject_params])
 
     def _fernet(self, client_id: str) -> Fernet:
         fernet = self._fernets.get(client_id)

@@ -25,7 +25,7 @@ from gateway.observability import metrics
 from gateway.search.query import Chain, Clause, Criterion, Has, Missing, Range, Ref, SortKey, Text, Token
 from gateway.search.values import HIGHEST, LOWEST
 from gateway.store import StoredResource
-from gateway.store.database import Database, Row
+from gateway.store.database import Database, Row, one_of
 
 RESOURCE_COLUMNS = ("type", "id", "version", "ts", "deleted", "compartment", "content")
 _SORT_COLUMN = {"token": "code", "string": "value", "reference": "ref_id", "quantity": "value", "number": "value",
@@ -85,9 +85,7 @@ async def fetch_generic(db: Database, sql: str, params: Sequence[Any]) -> list[R
 def any_value(dialect: str, column: str, values: Sequence[Any]) -> Sql:
     """`column` is one of `values`: one array parameter on PostgreSQL (one statement text for any number of
     values, see fetch_generic), a list of placeholders on SQLite (which has no arrays)."""
-    if dialect == "postgresql":
-        return Sql(f"{column} = ANY(?)", [list(values)])
-    return Sql(f"{column} IN ({marks(values)})", list(values))
+    return Sql(*one_of(dialect, column, values))
 
 
 def columns(alias: str, restriction: Restriction) -> str:

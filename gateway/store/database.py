@@ -23,6 +23,15 @@ from urllib.parse import urlsplit
 Row = tuple[Any, ...]
 
 
+def one_of(dialect: str, column: str, values: Sequence[Any]) -> tuple[str, list[Any]]:
+    """SQL and parameters of "`column` is one of `values`": one array parameter on PostgreSQL (one statement
+    text for any number of values, so a prepared statement's plan is kept), a list of placeholders on SQLite
+    (which has no arrays; `NULL` for none: `x IN (NULL)` is never true)."""
+    if dialect == "postgresql":
+        return f"{column} = ANY(?)", [list(values)]
+    return f"{column} IN ({','.join('?' * len(values)) or 'NULL'})", list(values)
+
+
 class IntegrityError(Exception):
     """A uniqueness constraint refused a write (two writers created the same row)."""
 
