@@ -27,6 +27,46 @@ VENV_BIN = Path(sys.executable).parent
 B = "https://biobank.massgeneral.org/fhir"
 
 
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+def _stats() -> list[list[str]]:
+    """Every process's /proc/<pid>/stat fields after the command name (pid first)."""
+    out = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                head, _, tail = (entry / "stat").read_text().rpartition(")")
+            except OSError:
+                continue
+            out.append([entry.name, head.partition("(")[2], *tail.split()])
+    return out
+
+
+def cpu_seconds(root: int | None) -> tuple[float, float]:
+    """CPU seconds used so far (user + system) by process `root` with its descendants (a server and its
+    workers), and by every PostgreSQL process of the machine (its backends and background processes; the
+    benchmark is the only client while it runs). Read from /proc, in clock ticks of 10 ms."""
+    stats = _stats()
+    children: dict[int, list[int]] = {}
+    for fields in stats:
+        children.setdefault(int(fields[3]), []).append(int(fields[0]))
+    tree, todo = set(), [root] if root else []
+    while todo:
+        pid = todo.pop()
+        tree.add(pid)
+        todo += children.get(pid, [])
+    server = sum(int(f[13]) + int(f[14]) for f in stats if int(f[0]) in tree) / _TICK
+    postgres = sum(int(f[13]) + int(f[14]) for f in stats if f[1] == "postgres") / _TICK
+    return server, postgres
+
+
+class Base(str):
+    """A server's base URL that also carries the server's process id (for `cpu_seconds`)."""
+
+    pid: int | None = None
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -57,7 +97,9 @@ def server(target: str, env: dict[str, str], health: str = "/healthz", factory: 
     proc = subprocess.Popen(args, env={**os.environ, **env}, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
     try:
         wait_http(f"http://127.0.0.1:{port}{health}")
-        yield f"http://127.0.0.1:{port}"
+        base = Base(f"http://127.0.0.1:{port}")
+        base.pid = proc.pid
+        yield base
     finally:
         proc.terminate()
         proc.wait(timeout=30)
@@ -90,17 +132,26 @@ def wrk(url_prefix: str, n: int, auth: str = "", seconds: int = 10, connections:
 
 
 def wrk_script(base: str, lua: str, seconds: int = 10, connections: int = 16) -> dict[str, float]:
-    """Run wrk with a Lua script against `base`: req/s, p50/p99 latency (ms) and non-2xx count."""
+    """Run wrk with a Lua script against `base`: req/s, p50/p99 latency (ms) and non-2xx count; for a server
+    started by `server`, also the CPU microseconds per request of the server's processes and of PostgreSQL
+    (where the cores go: on a machine whose cores the server, the database and wrk share, throughput is
+    their sum)."""
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is needed for this benchmark: apt-get install wrk")
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
         script.write(lua)
     threads = min(2, connections)  # wrk needs a connection per thread (c=1 measures service time)
+    pid = base.pid if isinstance(base, Base) else None
+    before = cpu_seconds(pid)
     out = subprocess.run(["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", script.name,
                           base],
                          check=True, capture_output=True, text=True).stdout
     os.unlink(script.name)
     figures = {"rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))}  # type: ignore[union-attr]
+    if pid:
+        requests = float(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
+        figures["server_us"], figures["postgres_us"] = (1e6 * (after - first) / requests
+                                                        for after, first in zip(cpu_seconds(pid), before, strict=True))
     for pct in ("50", "99"):
         m = re.search(rf"\s{pct}%\s+([\d.]+)(us|ms|s)", out)
         value, unit = float(m.group(1)), m.group(2)  # type: ignore[union-attr]
@@ -163,9 +214,11 @@ async def forget_audit_trail(db: Any) -> None:
 def print_table(title: str, rows: list[tuple[str, dict[str, float]]], baseline: str) -> None:
     base = dict(rows)[baseline]["rps"]
     print(f"\n{title}")
-    print(f"{'server':<44} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'x ' + baseline[:18]:>22}")
+    print(f"{'server':<44} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'x ' + baseline[:18]:>22} "
+          f"{'server cpu us/req':>18} {'postgres cpu us/req':>20}")
     for name, f in rows:
-        print(f"{name:<44} {f['rps']:>9.0f} {f['p50']:>8.2f} {f['p99']:>8.2f} {f['rps'] / base:>22.2f}"
+        cpu = (f"{f['server_us']:>18.0f} {f['postgres_us']:>20.0f}" if "server_us" in f else "")
+        print(f"{name:<44} {f['rps']:>9.0f} {f['p50']:>8.2f} {f['p99']:>8.2f} {f['rps'] / base:>22.2f} {cpu}"
               + (f"  ({f['non2xx']:.0f} non-2xx!)" if f.get("non2xx") else ""))
 
 
