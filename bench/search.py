@@ -240,10 +240,13 @@ _TICK = os.sysconf("SC_CLK_TCK")
 
 
 def _backends(db: Any) -> dict[int, float]:
-    """CPU seconds so far of each PostgreSQL backend of `db`'s two pools, from /proc (PostgreSQL runs on this
-    machine; no backend: SQLite, or /proc unreadable). asyncpg has no public list of a pool's connections."""
-    pools = [getattr(db, "pool", None), getattr(db, "points", None)]
-    pids = [h._con.get_server_pid() for pool in pools if pool for h in pool._holders if h._con is not None]
+    """CPU seconds so far of each PostgreSQL backend of `db`'s pools, from /proc (PostgreSQL runs on this
+    machine; no backend: SQLite, or /proc unreadable). asyncpg.Pool (transactions) has no public list of its
+    connections."""
+    if db.dialect != "postgresql":
+        return {}
+    pids = [*db.reads.pids(), *db.points.pids(),
+            *(h._con.get_server_pid() for h in db.pool._holders if h._con is not None)]
     out = {}
     for pid in pids:
         try:

@@ -3,7 +3,8 @@
 Measured here (LIBRARIES.md): SQLAlchemy's async layer costs 2x on asyncpg and 5x on
 aiosqlite for a read by id, so statements run on the drivers themselves: `sqlite3`
 inline on the event loop (a point read in WAL mode takes microseconds, less than a
-thread hop) and an `asyncpg` pool, whose connections cache prepared statements.
+thread hop) and `asyncpg` connections, which cache prepared statements (pooled by pgpool.py for
+statements on their own, by asyncpg.Pool for transactions).
 SQL is written once with `?` placeholders; PostgreSQL gets them renumbered to `$n`.
 SQLAlchemy Core still describes the schema (schema.py) and composes search SQL.
 """
@@ -17,8 +18,11 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import urlsplit
+
+if TYPE_CHECKING:
+    from gateway.store.pgpool import ConnectionPool
 
 Row = tuple[Any, ...]
 
@@ -211,12 +215,20 @@ async def _keep_session(connection: Any) -> None:
 class PostgresDatabase:
     """Scale-out: several gateway processes share one PostgreSQL. READ COMMITTED with
     conditional updates (`WHERE version = ?`) gives optimistic locking without retries
-    inside the database."""
+    inside the database.
+
+    Three sets of connections. Statements that run on their own go through two lean pools (pgpool.py: asyncpg.Pool's
+    acquire and release cost more client CPU than a short statement): `reads`, planned for their values, and
+    `points`, planned once. Client CPU per statement measured at concurrency 16, asyncpg.Pool -> pgpool: generic
+    plans, a point read 58 -> 28 us, 21 rows of 3 kB 91 -> 60 us; custom plans 64 -> 36 and 95 -> 63 us; backend CPU
+    the same or lower. Transactions, cursors (`stream`) and PgQueuer's enqueue keep asyncpg.Pool (`pool`), which
+    rolls back a transaction left open."""
 
     dialect = "postgresql"
 
-    def __init__(self, pool: Any, points: Any) -> None:
+    def __init__(self, pool: Any, reads: ConnectionPool, points: ConnectionPool) -> None:
         self.pool = pool
+        self.reads = reads
         self.points = points
         # Two: measured at concurrency 16, one statement in flight made the biggest batches (28 us of
         # CPU a read, against 49 with five and 79 uncoalesced); a second keeps reads moving while one
@@ -224,30 +236,42 @@ class PostgresDatabase:
         self.point_slots = 2
 
     @classmethod
-    async def connect(cls, url: str, min_size: int = 2, max_size: int = 10) -> PostgresDatabase:
+    async def connect(cls, url: str, max_size: int = 10) -> PostgresDatabase:
+        """At most `max_size` connections for transactions and `max_size` // 2 for each kind of lone statement: in
+        all 2 x `max_size` per process, as when reads shared the transactions' pool (max_connections is 100 for all
+        workers and tools). One of each is opened now, the others when statements wait for one."""
         import asyncpg
+
+        from gateway.store.pgpool import ConnectionPool
 
         # Custom plans always: asyncpg prepares every statement, and after five runs PostgreSQL may
         # switch to a generic plan that cannot see how selective a search value is (measured: a first
         # search page went from 2 ms to over a second).
         # No JIT: a search over 100k rows is costed above jit_above_cost, and compiling it takes
         # longer than the few milliseconds its page needs (JIT pays off on analytic scans only).
-        pool = await asyncpg.create_pool(url, min_size=min_size, max_size=max_size, reset=_keep_session,
-                                         server_settings={"plan_cache_mode": "force_custom_plan", "jit": "off"})
+        custom = {"plan_cache_mode": "force_custom_plan", "jit": "off"}
+        pool = await asyncpg.create_pool(url, min_size=1, max_size=max_size, reset=_keep_session,
+                                         server_settings=custom)
+        # A lone statement whose request went away (cancelled) has its connection terminated by pgpool, which
+        # PostgreSQL otherwise notices only when it next writes to it: a slow search would run to its end.
+        # Checked every second while a statement runs, the backend stops within that.
+        lone = {"client_connection_check_interval": "1000"}
+        reads = await ConnectionPool.open(url, min_size=1, max_size=max_size // 2, server_settings={**custom, **lone})
         # Statements whose plan is the same for every value (reads by id, includes, consent lookups by
         # subject, and search's bounded counts and pages whose plan does not depend on the values, see
-        # gateway/search/probe.py) get their own connections, as many as the main pool's, which plan a prepared
-        # statement once: planning it again each time nearly doubled a read (measured: 880 -> 480 us a point
-        # read). Generic plans are forced: PostgreSQL's default (`auto`) weighs the generic plan's estimated
-        # cost against the custom plans' and went on planning many of them at every run (backend CPU measured
-        # per statement, custom / auto / generic: an include 400 / 167 / 100 us, a chain's count 267 / 267 /
-        # 67 us, a page of one patient's specimens by a chain 433 / 400 / 100 us).
-        points = await asyncpg.create_pool(url, min_size=1, max_size=max_size, reset=_keep_session,
-                                           server_settings={"plan_cache_mode": "force_generic_plan", "jit": "off"})
-        return cls(pool, points)
+        # gateway/search/probe.py) get their own connections, which plan a prepared statement once: planning
+        # it again each time nearly doubled a read (measured: 880 -> 480 us a point read). Generic plans are
+        # forced: PostgreSQL's default (`auto`) weighs the generic plan's estimated cost against the custom
+        # plans' and went on planning many of them at every run (backend CPU measured per statement, custom /
+        # auto / generic: an include 400 / 167 / 100 us, a chain's count 267 / 267 / 67 us, a page of one
+        # patient's specimens by a chain 433 / 400 / 100 us).
+        points = await ConnectionPool.open(url, min_size=1, max_size=max_size // 2,
+                                           server_settings={"plan_cache_mode": "force_generic_plan", "jit": "off",
+                                                            **lone})
+        return cls(pool, reads, points)
 
     async def fetchone(self, sql: str, params: Sequence[Any] = ()) -> Row | None:
-        row = await self.pool.fetchrow(to_dollar(sql), *params)
+        row = await self.reads.fetchrow(to_dollar(sql), *params)
         return tuple(row) if row is not None else None
 
     async def fetch_point(self, sql: str, params: Sequence[Any] = ()) -> Row | None:
@@ -258,7 +282,7 @@ class PostgresDatabase:
         return [tuple(r) for r in await self.points.fetch(to_dollar(sql), *params)]
 
     async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
-        return [tuple(r) for r in await self.pool.fetch(to_dollar(sql), *params)]
+        return [tuple(r) for r in await self.reads.fetch(to_dollar(sql), *params)]
 
     async def stream(self, sql: str, params: Sequence[Any] = (), batch: int = 500) -> AsyncIterator[Row]:
         async with self.pool.acquire() as raw, raw.transaction(readonly=True):
@@ -272,6 +296,7 @@ class PostgresDatabase:
 
     async def close(self) -> None:
         await self.points.close()
+        await self.reads.close()
         await self.pool.close()
 
 
