@@ -14,7 +14,7 @@ from typing import NamedTuple
 
 from gateway.access.gate import Restriction
 from gateway.fhir.errors import Issue
-from gateway.search import probe, statement, total
+from gateway.search import gated, probe, statement, total
 from gateway.search.cursor import Position
 from gateway.search.include import Includer
 from gateway.search.params import Registry, default_registry
@@ -50,6 +50,8 @@ class Planned(NamedTuple):
     generic: bool
     """Its plan does not depend on its values (probe.Counted.generic): planned once (sql.fetch_generic), not
     for the values of every run (sql.fetch)."""
+    gated: bool = False
+    """It decides its own plan (gated.py) and may answer that it could not (gated.undecided)."""
 
 
 class SearchEngine:
@@ -73,10 +75,15 @@ class SearchEngine:
         return statement.where(query, restriction)
 
     async def page_statement(self, queries: Sequence[Query], restriction: Restriction, limit: int) -> Planned:
-        """The statement of the requested page (`limit` rows): what `search` runs, for EXPLAIN in the benchmark."""
+        """The statement of the requested page (`limit` rows): what `search` runs, for EXPLAIN in the benchmark (a
+        gated one, if it answers undecided, is followed by the page planned for its values)."""
+        start = statement.position(queries)
+        one = gated.statement(queries, restriction, start, limit, self.store.dialect)
+        if one is not None:
+            return Planned(one, True, gated=True)
         counts = [await probe.counted(self.store.db, q, restriction, walks=len(queries) == 1) for q in queries]
-        sql = statement.page_statement(queries, restriction, [c.probes for c in counts], statement.position(queries),
-                                       limit, self.store.dialect)
+        sql = statement.page_statement(queries, restriction, [c.probes for c in counts], start, limit,
+                                       self.store.dialect)
         return Planned(sql, len(counts) == 1 and counts[0].generic)
 
     async def search(self, type_: str, params: list[tuple[str, str]], restriction: Restriction,
@@ -118,6 +125,10 @@ class SearchEngine:
         planned = await self.page_statement(queries, restriction, count + 1)
         run = fetch_generic if planned.generic else fetch
         rows = await run(self.store.db, planned.sql.text, planned.sql.params)
+        if planned.gated and gated.undecided(rows):
+            # Left to the planner, as probe.counted decides there: no probes, planned for the values.
+            sql = statement.page_statement(queries, restriction, [frozenset()], start, count + 1, self.store.dialect)
+            rows = await fetch(self.store.db, sql.text, sql.params)
         n_keys = len(statement.key_types(queries))
         backward = start is not None and start.backward
         more = len(rows) > count

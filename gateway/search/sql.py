@@ -70,12 +70,12 @@ async def fetch(db: Database, sql: str, params: Sequence[Any]) -> list[Row]:
 async def fetch_generic(db: Database, sql: str, params: Sequence[Any]) -> list[Row]:
     """Run a statement whose best plan is the same whatever its values: resources reached by id or by
     reference from the ids of a page (includes), counts bounded by a LIMIT (probe.py), a page of a few
-    counted ids or walked in id order (probe.Counted.generic). On PostgreSQL it goes to the point pool, whose
-    connections plan a prepared statement once (`plan_cache_mode = force_generic_plan`): planned at each run,
-    an include's statement cost 400 us of backend CPU, a chain's count 267 us, a page of one patient's
-    specimens by a chain 433 us; with their generic plans 100, 67 and 100 us. Id lists are one array parameter
-    (`any_value`), so the statement's text, and with it the cached plan, does not change with the number of
-    ids."""
+    counted ids or walked in id order (probe.Counted.generic), a page that decides its plan itself (gated.py).
+    On PostgreSQL it goes to the point pool, whose connections plan a prepared statement once (`plan_cache_mode
+    = force_generic_plan`): planned at each run, an include's statement cost 400 us of backend CPU, a chain's
+    count 267 us, a page of one patient's specimens by a chain 433 us; with their generic plans 100, 67 and
+    100 us. Id lists are one array parameter (`any_value`), so the statement's text, and with it the cached
+    plan, does not change with the number of ids."""
     started = time.perf_counter()
     rows = await db.fetch_points(sql, params)
     metrics.store_latency("search", time.perf_counter() - started)
@@ -321,7 +321,7 @@ class Compiler:
 
     def together(self, clauses: Sequence[Clause], alias: str) -> Sql:
         """Clauses on one parameter, each held by some index row of `alias` (the range of a date range query
-        walked in id order, statement._driven): one look at `alias`'s rows of that parameter instead of a probe
+        walked in id order, statement.driven): one look at `alias`'s rows of that parameter instead of a probe
         per clause. Measured on PostgreSQL, a page of one month of one year: 1.0 -> 0.7 ms of backend CPU, the
         walk's ~280 specimens probed once instead of twice. No row at all gives NULL (no match), as EXISTS would."""
         rows = self._index_rows(clauses[0], values=False)

@@ -114,7 +114,7 @@ def alone(query: Query, restriction: Restriction) -> bool:
 
 
 def driver(query: Query, restriction: Restriction, probed: frozenset[int], dialect: str) -> int | None:
-    """The criterion a page in id order is walked from (`_driven`), None: no walk.
+    """The criterion a page in id order is walked from (`driven`), None: no walk.
 
     A query of one walkable criterion (`alone`): that one, on both engines. Its index rows come in id order,
     so the walk stops when the page is full however many resources the value has, and its plan is the same for
@@ -142,9 +142,10 @@ def driver(query: Query, restriction: Restriction, probed: frozenset[int], diale
     return first if dialect == "postgresql" else None
 
 
-def _driven(query: Query, restriction: Restriction, probed: frozenset[int], pivot: int, start: Position | None,
-            limit: int, dialect: str) -> Sql:
-    """The page in id order, walked from the index rows of criterion `pivot` in id order (see `driver`).
+def driven(query: Query, restriction: Restriction, probed: frozenset[int], pivot: int, start: Position | None,
+           limit: int, dialect: str) -> Sql:
+    """The page in id order, walked from the index rows of criterion `pivot` in id order (see `driver`; without
+    a date range, from the first of several walkable criteria: gated.py).
 
     The driving rows are read in id order from an index (the range's: the `(type, id)` index of search_date)
     and joined to `resources` only once every criterion holds, so `resources` is touched for the page rows
@@ -161,7 +162,8 @@ def _driven(query: Query, restriction: Restriction, probed: frozenset[int], pivo
     assert isinstance(driving, Clause)
     rows = compiler.rows(driving)
     walked = rows.id.removesuffix(".id")
-    beside = [i for i in beside_range(query) if i != pivot]
+    beside = [i for i in (beside_range(query) if date_range(query) is not None else range(len(query.criteria)))
+              if i != pivot]
     ranged = [c for i, c in enumerate(query.criteria) if i != pivot and i not in beside and isinstance(c, Clause)]
     conditions = [rows.where,
                   compiler.criteria([query.criteria[i] for i in beside], walked,
@@ -184,7 +186,7 @@ def _branch(queries: Sequence[Query], query: Query, restriction: Restriction, pr
     order_keys = keys(queries, query)
     pivot = None if order_keys else driver(query, restriction, probed, dialect)
     if pivot is not None:
-        return _driven(query, restriction, probed, pivot, start, limit, dialect)
+        return driven(query, restriction, probed, pivot, start, limit, dialect)
     conditions = [where(query, restriction, probed, dialect, decided=True)]
     if start is not None:
         conditions.append(after(order_keys, "r.id", start))

@@ -69,15 +69,20 @@ async def gw(gateway: Gateway) -> AsyncIterator[Gateway]:
     gateway.act_as(DEV_PRINCIPAL)
 
 
-def point_statements(gw: Gateway, monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """The statements that go to the point pool from now on (SQLite: the same reader), in order."""
+def recorded_statements(gw: Gateway, monkeypatch: pytest.MonkeyPatch, method: str) -> list[str]:
+    """The statements the database's `method` runs from now on, in order."""
     db = gw.app.state.services.store.db
     seen: list[str] = []
-    fetch_points = db.fetch_points
+    run = getattr(db, method)
 
     async def recorded(sql: str, params: Any = ()) -> Any:
         seen.append(sql)
-        return await fetch_points(sql, params)
+        return await run(sql, params)
 
-    monkeypatch.setattr(db, "fetch_points", recorded)
+    monkeypatch.setattr(db, method, recorded)
     return seen
+
+
+def point_statements(gw: Gateway, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The statements that go to the point pool from now on (SQLite: the same reader), in order."""
+    return recorded_statements(gw, monkeypatch, "fetch_points")

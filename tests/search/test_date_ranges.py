@@ -1,6 +1,6 @@
 """Date ranges (two or more criteria on one date parameter) on PostgreSQL are walked in id order from the
 index rows of a walkable criterion beside them, else from the date index table (gateway/search/statement.py,
-`driver`, `_driven`): the same matches as the usual statement, once each, in id order, page after page."""
+`driver`, `driven`): the same matches as the usual statement, once each, in id order, page after page."""
 
 from __future__ import annotations
 

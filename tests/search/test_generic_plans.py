@@ -1,8 +1,9 @@
 """Statements whose plan does not depend on their values run with a generic plan on PostgreSQL, planned once
 per connection (the point pool, `plan_cache_mode = force_generic_plan`, sql.fetch_generic): pages walked in
-id order from one criterion, pages of counted chains, the counts, includes. A cached plan must still answer for
-the values of each run: one statement text, run far more often than the five runs after which PostgreSQL may
-keep a plan, gives each value its own matches, the same as a statement planned for them (both engines)."""
+id order from one criterion, pages of counted chains, the counts, includes (pages that decide their own plan:
+test_gated_pages.py). A cached plan must still answer for the values of each run: one statement text, run far
+more often than the five runs after which PostgreSQL may keep a plan, gives each value its own matches, the
+same as a statement planned for them (both engines)."""
 
 from __future__ import annotations
 
@@ -79,11 +80,12 @@ async def test_a_counted_chain_answers_for_each_value(gw: Gateway, monkeypatch: 
         assert await gw.ids(query) == expected, query
 
 
-async def test_which_pages_are_planned_once(gw: Gateway) -> None:
+async def test_which_pages_are_planned_once(gw: Gateway, monkeypatch: pytest.MonkeyPatch) -> None:
     """Generic: one walkable criterion in id order, criteria all counted and few (PostgreSQL counts chains,
-    SQLite plain criteria; its reader has no plan cache anyway). Planned for the values: uncounted criteria, any
-    other order, several types, and a type confined to a patient's compartment, which is not walked (its
-    compartment index finds the patient's few resources)."""
+    SQLite plain criteria; its reader has no plan cache anyway), and on PostgreSQL the pages that decide their
+    own plan (gated.py: several criteria with a walkable one, in id order; one chain). Planned for the values:
+    uncounted criteria, any other order, several types, chains through many targets, and a type confined to a
+    patient's compartment, which is not walked (its compartment index finds the patient's few resources)."""
     engine = _engine(gw)
     postgresql = engine.store.dialect == "postgresql"
 
@@ -95,11 +97,13 @@ async def test_which_pages_are_planned_once(gw: Gateway) -> None:
 
     assert await generic("Specimen?subject=Patient/p1")
     assert await generic("Specimen?status=available")
+    assert await generic("Specimen?status=available&subject=Patient/p1")  # SQLite: counted and few; PostgreSQL: gated
     # PostgreSQL counts no plain criterion (its planner weighs them); SQLite counts them, and these are few.
-    for query in ("Specimen?status=available&subject=Patient/p1", "Specimen?status=available&_sort=-_lastUpdated",
-                  "Specimen?status=available,unavailable"):
+    for query in ("Specimen?status=available&_sort=-_lastUpdated", "Specimen?status=available,unavailable"):
         assert await generic(query) == (not postgresql), query
     assert await generic("Specimen?subject:Patient.identifier=urn:mrn|M1") == postgresql
+    monkeypatch.setattr(probe, "CHAIN_TARGETS", 1)  # both chains through many targets: the planner weighs them
+    assert not await generic("Specimen?subject:Patient.gender=female&subject:Patient.identifier=urn:mrn|M1")
     assert not await generic("?_tag=urn:tag|pilot", types=("Specimen", "Patient"))
     confined = Restriction(frozenset(STORED_TYPES), confined=frozenset({"Specimen"}), compartments=frozenset({"p1"}))
     planned = await engine.page_statement([engine.parse("Specimen", [("status", "available")], True)], confined, 11)
