@@ -124,15 +124,48 @@ def _gate(pseudonyms: bool) -> Gate:
 @pytest.mark.parametrize("pseudonyms", [False, True], ids=["codes", "own-pseudonyms"])
 @pytest.mark.parametrize("genetic", [False, True], ids=["no-genetic", "genetic"])
 async def test_the_gate_gives_what_the_full_walk_gives(genetic: bool, pseudonyms: bool) -> None:
+    """Twice: the second time the copies made the first time (kept by the gate) leave."""
     gate = _gate(pseudonyms)
     items = [(r, orjson.dumps(r)) for r in corpus()]
-    fast = await gate.disclose_many(COLLABORATOR, [_decided(r, content, genetic) for r, content in items])
     rename = gate.pseudonyms.renaming(COLLABORATOR.client_id) if gate.pseudonyms else None
-    for (resource, content), out in zip(items, fast, strict=True):
-        expected = slow_copy(resource["resourceType"], content, genetic, rename)
-        assert out == expected, resource["id"]
-        if rename is None:
-            assert out == slow_copy(resource["resourceType"], content, genetic, None, every_rule=True), resource["id"]
+    for _ in range(2):
+        # Bytes equal to the stored ones but another object, as each read from the store gives.
+        fast = await gate.disclose_many(COLLABORATOR, [_decided(r, bytes(bytearray(content)), genetic)
+                                                       for r, content in items])
+        for (resource, content), out in zip(items, fast, strict=True):
+            expected = slow_copy(resource["resourceType"], content, genetic, rename)
+            assert out == expected, resource["id"]
+            if rename is None:
+                assert out == slow_copy(resource["resourceType"], content, genetic, None, every_rule=True), \
+                    resource["id"]
+
+
+async def test_a_copy_kept_for_genetic_consent_never_leaves_without_it() -> None:
+    """The same stored version for a subject who consented to genetic research, then (a withdrawal, or
+    another subject's identical bytes) for one who did not: the second copy has no genotyping. And a new
+    version is a new copy."""
+    gate = _gate(False)
+    specimen = variants()[0]
+    content = orjson.dumps(specimen)
+    with_genetic, without = [orjson.loads((await gate.disclose_many(COLLABORATOR, [_decided(specimen, content, g)]))[0])
+                             for g in (True, False)]
+    assert GENOTYPING in orjson.dumps(with_genetic).decode()
+    assert GENOTYPING not in orjson.dumps(without).decode()
+    assert {s["code"] for s in without["meta"]["security"]} == {"PSEUDED", "REDACTED"}
+    changed = orjson.dumps(specimen | {"status": "unavailable"})
+    assert orjson.loads((await gate.disclose_many(COLLABORATOR, [_decided(specimen, changed, False)]))[0])[
+        "status"] == "unavailable"
+
+
+async def test_kept_copies_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(gate_module, "COPIES_KEPT", 3)
+    gate = _gate(False)
+    specimen = variants()[0]
+    for n in range(10):
+        version = orjson.dumps(specimen | {"id": f"sp-{n}"})
+        out = (await gate.disclose_many(COLLABORATOR, [_decided(specimen, version, False)]))[0]
+        assert out is not None and orjson.loads(out)["id"] == f"sp-{n}"
+    assert len(gate._copies._made) == 3
 
 
 async def test_removable_elements_present_are_removed_and_labelled() -> None:
