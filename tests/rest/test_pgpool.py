@@ -38,6 +38,14 @@ async def backends(admin: asyncpg.Connection, name: str) -> int:
     return await admin.fetchval("SELECT count(*) FROM pg_stat_activity WHERE application_name = $1", name)
 
 
+@pytest.fixture
+async def pool(url: str) -> AsyncIterator[ConnectionPool]:
+    """A pool of one connection, closed after the test."""
+    lone, _ = await open_pool(url, 1, 1)
+    yield lone
+    await lone.close()
+
+
 async def backend_pid(pool: ConnectionPool) -> int:
     """The server pid of the connection the next statement gets."""
     row = await pool.fetchrow("SELECT pg_backend_pid()")
@@ -92,77 +100,61 @@ async def test_tasks_asking_at_once_on_an_empty_pool_open_max_size_connections(u
         await pool.close()
 
 
-async def test_waiters_are_served_first_come_first_served(url: str) -> None:
-    pool, _ = await open_pool(url, 1, 1)
+async def test_waiters_are_served_first_come_first_served(pool: ConnectionPool) -> None:
     served: list[int] = []
 
     async def ask(n: int) -> None:
         await pool.fetch("SELECT 1")
         served.append(n)
 
-    try:
-        async with pool.acquire():
-            tasks = []
-            for n in range(6):
-                tasks.append(asyncio.create_task(ask(n)))
-                await asyncio.sleep(0)  # each reaches its wait before the next one starts
-        await asyncio.gather(*tasks)
-        assert served == list(range(6))
-    finally:
-        await pool.close()
+    async with pool.acquire():
+        tasks = []
+        for n in range(6):
+            tasks.append(asyncio.create_task(ask(n)))
+            await asyncio.sleep(0)  # each reaches its wait before the next one starts
+    await asyncio.gather(*tasks)
+    assert served == list(range(6))
 
 
-async def test_a_waiter_cancelled_while_waiting_loses_no_connection(url: str) -> None:
-    pool, _ = await open_pool(url, 1, 1)
-    try:
-        [pid] = pool.pids()
-        async with pool.acquire():
-            impatient = asyncio.create_task(pool.fetchrow("SELECT 'impatient'"))
-            patient = asyncio.create_task(pool.fetchrow("SELECT 'patient'"))
-            await asyncio.sleep(0.01)
-            impatient.cancel()
-            await asyncio.sleep(0)
-        assert await asyncio.wait_for(patient, 5) == ("patient",)
-        with pytest.raises(asyncio.CancelledError):
-            await impatient
-        assert pool.pids() == [pid]
-    finally:
-        await pool.close()
-
-
-async def test_a_waiter_cancelled_after_it_was_handed_a_connection_passes_it_on(url: str) -> None:
-    pool, _ = await open_pool(url, 1, 1)
-    try:
-        [pid] = pool.pids()
-        holding = pool.acquire()
-        await holding.__aenter__()
-        waiter = asyncio.create_task(pool.fetch("SELECT 1"))
+async def test_a_waiter_cancelled_while_waiting_loses_no_connection(pool: ConnectionPool) -> None:
+    [pid] = pool.pids()
+    async with pool.acquire():
+        impatient = asyncio.create_task(pool.fetchrow("SELECT 'impatient'"))
+        patient = asyncio.create_task(pool.fetchrow("SELECT 'patient'"))
         await asyncio.sleep(0.01)
-        await holding.__aexit__(None, None, None)  # hands the connection to the waiter, which has not resumed yet
-        waiter.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await waiter
-        assert await asyncio.wait_for(pool.fetchrow("SELECT 2"), 5) == (2,)
-        assert pool.pids() == [pid]
-    finally:
-        await pool.close()
+        impatient.cancel()
+        await asyncio.sleep(0)
+    assert await asyncio.wait_for(patient, 5) == ("patient",)
+    with pytest.raises(asyncio.CancelledError):
+        await impatient
+    assert pool.pids() == [pid]
 
 
-async def test_a_server_error_leaves_the_connection_usable_and_it_is_reused(url: str) -> None:
-    pool, _ = await open_pool(url, 1, 1)
-    try:
-        [pid] = pool.pids()
-        with pytest.raises(asyncpg.DivisionByZeroError):
-            await pool.fetch("SELECT 1 / $1::int", 0)
-        with pytest.raises(asyncpg.PostgresSyntaxError):
-            await pool.fetchrow("SELEKT 1")
-        with pytest.raises(asyncpg.DivisionByZeroError):
-            async with pool.acquire() as conn:
-                await conn.execute("SELECT 1 / 0")
-        assert await pool.fetchrow("SELECT pg_backend_pid()") == (pid,)
-        assert pool.pids() == [pid]
-    finally:
-        await pool.close()
+async def test_a_waiter_cancelled_after_it_was_handed_a_connection_passes_it_on(pool: ConnectionPool) -> None:
+    [pid] = pool.pids()
+    holding = pool.acquire()
+    await holding.__aenter__()
+    waiter = asyncio.create_task(pool.fetch("SELECT 1"))
+    await asyncio.sleep(0.01)
+    await holding.__aexit__(None, None, None)  # hands the connection to the waiter, which has not resumed yet
+    waiter.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiter
+    assert await asyncio.wait_for(pool.fetchrow("SELECT 2"), 5) == (2,)
+    assert pool.pids() == [pid]
+
+
+async def test_a_server_error_leaves_the_connection_usable_and_it_is_reused(pool: ConnectionPool) -> None:
+    [pid] = pool.pids()
+    with pytest.raises(asyncpg.DivisionByZeroError):
+        await pool.fetch("SELECT 1 / $1::int", 0)
+    with pytest.raises(asyncpg.PostgresSyntaxError):
+        await pool.fetchrow("SELEKT 1")
+    with pytest.raises(asyncpg.DivisionByZeroError):
+        async with pool.acquire() as conn:
+            await conn.execute("SELECT 1 / 0")
+    assert await pool.fetchrow("SELECT pg_backend_pid()") == (pid,)
+    assert pool.pids() == [pid]
 
 
 async def test_a_statement_cancelled_while_running_closes_its_connection_and_a_waiter_gets_a_new_one(
@@ -185,42 +177,35 @@ async def test_a_statement_cancelled_while_running_closes_its_connection_and_a_w
         await pool.close()
 
 
-async def test_a_connection_lost_mid_statement_or_while_idle_is_replaced(url: str, admin: asyncpg.Connection) -> None:
-    pool, _ = await open_pool(url, 1, 1)
-    try:
-        [pid] = pool.pids()
-        slow = asyncio.create_task(pool.fetch("SELECT pg_sleep(5)"))
-        await asyncio.sleep(0.1)
-        await admin.execute("SELECT pg_terminate_backend($1)", pid)
-        with pytest.raises(asyncpg.ConnectionDoesNotExistError):
-            await slow
-        second = await backend_pid(pool)
-        assert second != pid and pool.pids() == [second]
-        await admin.execute("SELECT pg_terminate_backend($1)", second)  # idle in the pool
-        await asyncio.sleep(0.2)
-        third = await backend_pid(pool)
-        assert third not in (pid, second) and pool.pids() == [third]
-    finally:
-        await pool.close()
+async def test_a_connection_lost_mid_statement_or_while_idle_is_replaced(pool: ConnectionPool,
+                                                                      admin: asyncpg.Connection) -> None:
+    [pid] = pool.pids()
+    slow = asyncio.create_task(pool.fetch("SELECT pg_sleep(5)"))
+    await asyncio.sleep(0.1)
+    await admin.execute("SELECT pg_terminate_backend($1)", pid)
+    with pytest.raises(asyncpg.ConnectionDoesNotExistError):
+        await slow
+    second = await backend_pid(pool)
+    assert second != pid and pool.pids() == [second]
+    await admin.execute("SELECT pg_terminate_backend($1)", second)  # idle in the pool
+    await asyncio.sleep(0.2)
+    third = await backend_pid(pool)
+    assert third not in (pid, second) and pool.pids() == [third]
 
 
-async def test_a_connection_left_in_a_transaction_or_after_an_exception_is_not_reused(url: str) -> None:
-    pool, _ = await open_pool(url, 1, 1)
-    try:
-        [first] = pool.pids()
+async def test_a_connection_left_in_a_transaction_or_after_an_exception_is_not_reused(pool: ConnectionPool) -> None:
+    [first] = pool.pids()
+    async with pool.acquire() as conn:
+        await conn.execute("BEGIN")
+    assert pool.pids() == []  # closed; the next statement opens another
+    second = await backend_pid(pool)
+    with pytest.raises(KeyError):
         async with pool.acquire() as conn:
-            await conn.execute("BEGIN")
-        assert pool.pids() == []  # closed; the next statement opens another
-        second = await backend_pid(pool)
-        with pytest.raises(KeyError):
-            async with pool.acquire() as conn:
-                await conn.execute("SELECT 1")
-                raise KeyError("a bug of the caller")
-        assert pool.pids() == []
-        third = await backend_pid(pool)
-        assert len({first, second, third}) == 3
-    finally:
-        await pool.close()
+            await conn.execute("SELECT 1")
+            raise KeyError("a bug of the caller")
+    assert pool.pids() == []
+    third = await backend_pid(pool)
+    assert len({first, second, third}) == 3
 
 
 async def test_a_connection_that_cannot_be_opened_frees_its_slot(url: str) -> None:
