@@ -209,16 +209,13 @@ class Gate:
                 out.append(None)
                 continue
             genetic = _genetic(released, at)
-            if renaming is None and stored.type != _GROUP:
-                out.append(self._copies.external(stored.type, stored.content, genetic))
-                continue
-            rules = plan(stored.type, stored.content, genetic_allowed=genetic, renaming=renaming is not None)
             if stored.type == _GROUP:
+                rules = plan(stored.type, stored.content, genetic_allowed=genetic, renaming=renaming is not None)
                 out.append(await self._group_bytes(stored.content, rules, at, renaming))
-            elif rules.changes(stored.content):
-                out.append(_external_bytes(stored.content, rules, renaming))
+            elif renaming is None:
+                out.append(self._copies.external(stored.type, stored.content, genetic))
             else:
-                out.append(stored.content)
+                out.append(_external_bytes(stored.type, stored.content, genetic, renaming))
         if renaming is not None:
             await renaming.record()
         return out
@@ -310,8 +307,7 @@ class _Copies:
         key = (rtype, genetic, content)
         copy = self._made.get(key)
         if copy is None:
-            rules = plan(rtype, content, genetic_allowed=genetic, renaming=False)
-            copy = _external_bytes(content, rules, None) if rules.changes(content) else content
+            copy = _external_bytes(rtype, content, genetic, None)
             if len(self._made) >= COPIES_KEPT:
                 del self._made[next(iter(self._made))]
             self._made[key] = copy
@@ -321,8 +317,12 @@ class _Copies:
 COPIES_KEPT = 8192
 
 
-def _external_bytes(content: bytes, rules: Plan, renaming: Renaming | None) -> bytes:
-    """The external copy of a stored resource other than a Group (its stored bytes when nothing changed)."""
+def _external_bytes(rtype: str, content: bytes, genetic: bool, renaming: Renaming | None) -> bytes:
+    """The external copy of a stored resource other than a Group (its stored bytes when nothing changed, left
+    unparsed when its plan says nothing can change: Plan.changes)."""
+    rules = plan(rtype, content, genetic_allowed=genetic, renaming=renaming is not None)
+    if not rules.changes(content):
+        return content
     resource = orjson.loads(content)
     if not rules.apply(resource, renaming, content):
         return content
