@@ -86,3 +86,14 @@ def recorded_statements(gw: Gateway, monkeypatch: pytest.MonkeyPatch, method: st
 def point_statements(gw: Gateway, monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """The statements that go to the point pool from now on (SQLite: the same reader), in order."""
     return recorded_statements(gw, monkeypatch, "fetch_points")
+
+
+async def pages_forward(gw: Gateway, page: dict[str, Any]) -> tuple[list[str], dict[str, Any]]:
+    """Ids from `page` on, page by page through the next links, and the last page."""
+    ids: list[str] = []
+    while True:
+        ids += [e["resource"]["id"] for e in page.get("entry", [])]
+        following = [link["url"] for link in page["link"] if link["relation"] == "next"]
+        if not following:
+            return ids, page
+        page = (await gw.client.get(following[0].removeprefix("http://testserver"))).json()

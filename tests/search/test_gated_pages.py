@@ -20,7 +20,7 @@ from gateway.search import gated, probe
 from tests.access.corpus import PLASMA, B, resources
 
 from ..conftest import PgDatabases
-from .conftest import Gateway, recorded_statements, running
+from .conftest import Gateway, pages_forward, recorded_statements, running
 
 SCT = "http://snomed.info/sct"
 TYPES = ("119361006", "119297000", "258566005", "119364003")
@@ -130,14 +130,7 @@ async def test_a_sorted_chain_has_the_matches_of_the_ungated_page(
 
 async def _walk(gw: Gateway, query: str) -> tuple[list[str], list[str]]:
     """Ids page by page through the next links, then back from the last page through the previous links."""
-    forward: list[str] = []
-    page = (await gw.client.get(f"/fhir/{query}")).json()
-    while True:
-        forward += [e["resource"]["id"] for e in page.get("entry", [])]
-        following = [link["url"] for link in page["link"] if link["relation"] == "next"]
-        if not following:
-            break
-        page = (await gw.client.get(following[0].removeprefix("http://testserver"))).json()
+    forward, page = await pages_forward(gw, (await gw.client.get(f"/fhir/{query}")).json())
     backward = [e["resource"]["id"] for e in page.get("entry", [])]
     while previous := [link["url"] for link in page["link"] if link["relation"] == "previous"]:
         page = (await gw.client.get(previous[0].removeprefix("http://testserver"))).json()

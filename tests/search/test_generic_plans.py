@@ -16,7 +16,7 @@ from gateway.search import probe
 from gateway.search.engine import SearchEngine
 from gateway.served import STORED_TYPES
 
-from .conftest import Gateway, point_statements
+from .conftest import Gateway, pages_forward, point_statements
 
 EVERYTHING = Restriction(frozenset(STORED_TYPES))
 BY_PATIENT = {"p1": ["s1", "s2"], "p2": ["s3", "s5"], "p3": ["s4"]}
@@ -52,14 +52,7 @@ async def test_a_page_walked_from_one_criterion_answers_for_each_value(gw: Gatew
 
 async def test_a_walked_page_pages_through_every_match_once(gw: Gateway) -> None:
     """The walk starts after the page token's id (and before it, backwards)."""
-    page = (await gw.client.get("/fhir/Specimen?status=available&_count=1")).json()
-    seen = []
-    while True:
-        seen += [e["resource"]["id"] for e in page.get("entry", [])]
-        following = [link["url"] for link in page["link"] if link["relation"] == "next"]
-        if not following:
-            break
-        page = (await gw.client.get(following[0].removeprefix("http://testserver"))).json()
+    seen, page = await pages_forward(gw, (await gw.client.get("/fhir/Specimen?status=available&_count=1")).json())
     assert seen == BY_STATUS["available"]
     previous = [link["url"] for link in page["link"] if link["relation"] == "previous"]
     back = (await gw.client.get(previous[0].removeprefix("http://testserver"))).json()
