@@ -115,6 +115,6 @@ class ObserveRequests:
             metrics.auth_failure(reason)
         type_ = scope.get("path_params", {}).get("type")
         write_line(log, "request", {
-            "method": scope["method"], "interaction": interaction, "route": getattr(route, "path", None),
+            "method": scope["method"], "interaction": interaction, "route": getattr(route, "path_format", None),
             "type": type_ if type_ and _RESOURCE_TYPE.fullmatch(type_) else None, "status": status,
             "duration_ms": round(seconds * 1000, 2), "client_id": state.get(CLIENT_ID), "request_id": request_id})
