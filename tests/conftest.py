@@ -16,7 +16,10 @@ import httpx
 import pytest
 
 from gateway.app import create_app
+from gateway.search.shapes import KeptStatements
 from gateway.settings import Settings
+
+KeptStatements.verify = True  # every search of the tests checks its kept statement against one written anew
 
 RUN = uuid.uuid4().hex[:8]
 

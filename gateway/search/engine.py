@@ -20,6 +20,7 @@ from gateway.search.include import Includer
 from gateway.search.params import Registry, default_registry
 from gateway.search.query import Parser, Query
 from gateway.search.shape import Shape, shaper
+from gateway.search.shapes import Build, KeptStatements
 from gateway.search.sql import Sql, fetch, fetch_generic, insufficient_scope, stored
 from gateway.search.system import searched_types
 from gateway.store import Store, StoredResource
@@ -62,6 +63,7 @@ class SearchEngine:
         self.base_url = base_url
         self.default_count = default_count
         self.max_count = max_count
+        self.kept = KeptStatements()
 
     def parser(self, strict: bool) -> Parser:
         return Parser(self.registry, self.base_url, strict=strict, default_count=self.default_count,
@@ -78,13 +80,25 @@ class SearchEngine:
         """The statement of the requested page (`limit` rows): what `search` runs, for EXPLAIN in the benchmark (a
         gated one, if it answers undecided, is followed by the page planned for its values)."""
         start = statement.position(queries)
-        one = gated.statement(queries, restriction, start, limit, self.store.dialect)
+        dialect = self.store.dialect
+        one = self._written(("gated", limit, dialect), queries, restriction, start,
+                            lambda qs, r: gated.statement(qs, r, start, limit, dialect))
         if one is not None:
             return Planned(one, True, gated=True)
         counts = [await probe.counted(self.store.db, q, restriction, walks=len(queries) == 1) for q in queries]
-        sql = statement.page_statement(queries, restriction, [c.probes for c in counts], start, limit,
-                                       self.store.dialect)
+        probes = [c.probes for c in counts]
+        sql = self._written(("page", limit, dialect, *probes), queries, restriction, start,
+                            lambda qs, r: statement.page_statement(qs, r, probes, start, limit, dialect))
+        assert sql is not None
         return Planned(sql, len(counts) == 1 and counts[0].generic)
+
+    def _written(self, purpose: tuple[object, ...], queries: Sequence[Query], restriction: Restriction,
+                 start: Position | None, build: Build) -> Sql | None:
+        """`build(queries, restriction)`: for a first page, from the statement kept for the queries' shape
+        (shapes.py); a later page's position is not part of a shape, so its statement is written anew."""
+        if start is None:
+            return self.kept.statement(purpose, queries, restriction, build)
+        return build(queries, restriction)
 
     async def search(self, type_: str, params: list[tuple[str, str]], restriction: Restriction,
                      strict: bool = False) -> Page:

@@ -16,6 +16,7 @@ from starlette.requests import Request
 from gateway.access.principal import DEV_PRINCIPAL, Principal
 from gateway.access.scopes import Scopes
 from gateway.app import create_app
+from gateway.search.shapes import KeptStatements
 
 from ..conftest import PgDatabases, make_settings
 from .corpus import ALL
@@ -67,6 +68,15 @@ async def gateway(request: pytest.FixtureRequest, pg_databases: PgDatabases) -> 
 async def gw(gateway: Gateway) -> AsyncIterator[Gateway]:
     yield gateway
     gateway.act_as(DEV_PRINCIPAL)
+
+
+def set_bounds(monkeypatch: pytest.MonkeyPatch, bounds: dict[tuple[Any, str], Any]) -> None:
+    """Bounds of gated.py and probe.py set for one test; statements are then written anew, not taken from those
+    kept for the bounds of other tests (shapes.py keeps a statement per query shape, for the bounds it has)."""
+    for (module, name), value in bounds.items():
+        monkeypatch.setattr(module, name, value)
+    monkeypatch.setattr(KeptStatements, "statement",
+                        lambda _, purpose, queries, restriction, build: build(queries, restriction))
 
 
 def recorded_statements(gw: Gateway, monkeypatch: pytest.MonkeyPatch, method: str) -> list[str]:

@@ -20,7 +20,7 @@ from gateway.search import gated, probe
 from tests.access.corpus import PLASMA, B, resources
 
 from ..conftest import PgDatabases
-from .conftest import Gateway, pages_forward, recorded_statements, running
+from .conftest import Gateway, pages_forward, recorded_statements, running, set_bounds
 
 SCT = "http://snomed.info/sct"
 TYPES = ("119361006", "119297000", "258566005", "119364003")
@@ -71,8 +71,7 @@ async def biobank(request: pytest.FixtureRequest, pg_databases: PgDatabases) -> 
 
 
 def _set(monkeypatch: pytest.MonkeyPatch, setting: str) -> None:
-    for (module, name), value in SETTINGS[setting].items():
-        monkeypatch.setattr(module, name, value)
+    set_bounds(monkeypatch, SETTINGS[setting])
 
 
 def _planned_for_values(gw: Gateway, monkeypatch: pytest.MonkeyPatch) -> list[str]:

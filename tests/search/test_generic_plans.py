@@ -16,7 +16,7 @@ from gateway.search import probe
 from gateway.search.engine import SearchEngine
 from gateway.served import STORED_TYPES
 
-from .conftest import Gateway, pages_forward, point_statements
+from .conftest import Gateway, pages_forward, point_statements, set_bounds
 
 EVERYTHING = Restriction(frozenset(STORED_TYPES))
 BY_PATIENT = {"p1": ["s1", "s2"], "p2": ["s3", "s5"], "p3": ["s4"]}
@@ -66,7 +66,7 @@ async def test_a_counted_chain_answers_for_each_value(gw: Gateway, monkeypatch: 
     targets as one array (sql.Compiler._chain): either page runs with a generic plan on PostgreSQL and finds
     each value's own matches, none for a value without targets."""
     if probed:
-        monkeypatch.setattr(probe, "CHAIN_PROBE_ABOVE", 1)
+        set_bounds(monkeypatch, {(probe, "CHAIN_PROBE_ABOVE"): 1})
     cases = {**{f"Specimen?subject:Patient.identifier=urn:mrn|{m}": ids for m, ids in BY_MRN.items()},
              **{f"ResearchSubject?study.identifier=urn:study|{s}": ids for s, ids in BY_STUDY.items()}}
     for query, expected in _rounds(cases):
@@ -95,7 +95,7 @@ async def test_which_pages_are_planned_once(gw: Gateway, monkeypatch: pytest.Mon
     for query in ("Specimen?status=available&_sort=-_lastUpdated", "Specimen?status=available,unavailable"):
         assert await generic(query) == (not postgresql), query
     assert await generic("Specimen?subject:Patient.identifier=urn:mrn|M1") == postgresql
-    monkeypatch.setattr(probe, "CHAIN_TARGETS", 1)  # both chains through many targets: the planner weighs them
+    set_bounds(monkeypatch, {(probe, "CHAIN_TARGETS"): 1})  # both chains through many targets: the planner weighs them
     assert not await generic("Specimen?subject:Patient.gender=female&subject:Patient.identifier=urn:mrn|M1")
     assert not await generic("?_tag=urn:tag|pilot", types=("Specimen", "Patient"))
     confined = Restriction(frozenset(STORED_TYPES), confined=frozenset({"Specimen"}), compartments=frozenset({"p1"}))

@@ -11,7 +11,7 @@ from gateway.access.gate import Restriction
 from gateway.search import probe
 from gateway.served import STORED_TYPES
 
-from .conftest import Gateway
+from .conftest import Gateway, set_bounds
 from .corpus import BB
 
 SPECIMEN_PROFILE = f"{BB}/StructureDefinition/BiobankSpecimen"
@@ -147,10 +147,8 @@ async def test_probed_criteria_find_the_same(gw: Gateway, monkeypatch: pytest.Mo
     """Criteria with many index rows become EXISTS probes (SQLite: plain ones, PostgreSQL: chains and
     `_has`): with the bounds at 1 every non-empty candidate is probed, and every case still finds exactly its
     expected set."""
-    monkeypatch.setattr(probe, "PROBE_ABOVE", 1)
-    monkeypatch.setattr(probe, "CHAIN_PROBE_ABOVE", 1)
-    monkeypatch.setattr(probe, "RANGE_PROBE_ABOVE", 1)
-    monkeypatch.setattr(probe, "HAS_PROBE_ABOVE", 1)
+    set_bounds(monkeypatch, {(probe, "PROBE_ABOVE"): 1, (probe, "CHAIN_PROBE_ABOVE"): 1,
+                             (probe, "RANGE_PROBE_ABOVE"): 1, (probe, "HAS_PROBE_ABOVE"): 1})
     for query, expected in CASES:
         found = await gw.ids(query + "&_count=100", prefer="handling=strict")
         assert sorted(found) == sorted(expected), query
@@ -164,7 +162,7 @@ async def test_a_has_whose_inner_criterion_matches_many_is_probed(gw: Gateway, m
     query = engine.parse("Patient", [("_has:Consent:patient:status", "active")], strict=True)
     restriction = Restriction(frozenset(STORED_TYPES))
     assert (await probe.counted(engine.store.db, query, restriction)).probes == frozenset()
-    monkeypatch.setattr(probe, "HAS_PROBE_ABOVE", 2)
+    set_bounds(monkeypatch, {(probe, "HAS_PROBE_ABOVE"): 2})
     probed = (await probe.counted(engine.store.db, query, restriction)).probes
     assert probed == (frozenset({0}) if engine.store.dialect == "postgresql" else frozenset())
     assert sorted(await gw.ids("Patient?_has:Consent:patient:status=active")) == ["p1", "p3"]
