@@ -195,10 +195,12 @@ def specimen(n: int, subjects: int) -> dict[str, Any]:
     }
 
 
-async def forget_audit_trail(db: Any) -> None:
+async def forget_audit_trail(db: Any, vacuum: bool = True) -> None:
     """Drop the AuditEvents and queued accesses of earlier runs from a reused fixture: each run then
     starts from the same state (an old backlog would be worked off during the run, and every run's
-    AuditEvents would grow the tables the next run reads)."""
+    AuditEvents would grow the tables the next run reads). `vacuum=False` while a gateway has the database
+    open: a VACUUM of SQLite in WAL mode writes the whole file to the WAL, and the gateway's next commits
+    then checkpoint it (~1 s stalls of its event loop)."""
     from gateway.store.schema import metadata
 
     deleted = 0
@@ -207,7 +209,7 @@ async def forget_audit_trail(db: Any) -> None:
             if "type" in table.c and table.name != "audit_queue":
                 deleted += await tx.execute(f"DELETE FROM {table.name} WHERE type = 'AuditEvent'")
         deleted += await tx.execute("DELETE FROM audit_queue")
-    if deleted:  # give the space back: reads of a file grown by old trails would measure the page cache
+    if deleted and vacuum:  # give the space back: reads of a file grown by old trails would measure the page cache
         await db.fetchall("VACUUM" if db.dialect == "sqlite" else "VACUUM ANALYZE")
 
 
