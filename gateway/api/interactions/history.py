@@ -33,9 +33,8 @@ def _since(request: Request) -> int | None:
         raise FhirError.of(400, "invalid", f"_since must be a FHIR instant, got {value!r}") from exc
 
 
-async def _history(ctx: Ctx, path: str, types: list[str] | None, id_: str | None,
+async def _history(ctx: Ctx, request: Request, path: str, types: list[str] | None, id_: str | None,
                    compartments: frozenset[str] | None) -> Response:
-    request = ctx.request
     settings = ctx.services.settings
     count = paging.parse_count(request.query_params.get("_count"), settings.default_count, settings.max_count)
     since = _since(request)
@@ -57,7 +56,7 @@ async def system(request: Request) -> Response:
     ctx = await context(request)
     restriction = ctx.gate.restrict(ctx.principal, "r")
     types = sorted(restriction.readable - restriction.confined)
-    return await _history(ctx, "/_history", types, None, None)
+    return await _history(ctx, request, "/_history", types, None, None)
 
 
 @router.get("/fhir/{type}/_history", name="history-type")
@@ -65,7 +64,7 @@ async def type_level(type: str, request: Request) -> Response:
     ctx = await context(request)
     ctx.gate.require(ctx.principal, stored_type(type), "history")
     restriction = ctx.gate.restrict(ctx.principal, "r")
-    return await _history(ctx, f"/{type}/_history", [type], None, restriction.compartment_filter(type))
+    return await _history(ctx, request, f"/{type}/_history", [type], None, restriction.compartment_filter(type))
 
 
 @router.get("/fhir/{type}/{id}/_history", name="history-instance")
@@ -73,5 +72,5 @@ async def instance(type: str, id: str, request: Request) -> Response:
     ctx = await context(request)
     ctx.gate.require(ctx.principal, stored_type(type), "history")
     restriction = ctx.gate.restrict(ctx.principal, "r")
-    return await _history(ctx, f"/{type}/{id}/_history", [type], await ctx.names.subject_id(type, id),
+    return await _history(ctx, request, f"/{type}/{id}/_history", [type], await ctx.names.subject_id(type, id),
                           restriction.compartment_filter(type))
