@@ -44,8 +44,8 @@ _PAYLOAD: dict[type, frozenset[str]] = {
 reference's type, a quantity's unit) are few in practice and part of the shape."""
 
 _NUMBER_MARKER = -(2**57)
-"""Twins' numbers (this, less 1,024 per marker): before any instant a date can be (year 1 is above -2**56, and
-the sentinels are +-2**62) and exactly representable as floats, so `int()` of one is the same number."""
+"""Twins' numbers (this or twice this, less 1,024 per marker): before any instant a date can be (year 1 is above
+-2**56, and the sentinels are +-2**62) and exactly representable as floats, so `int()` of one is the same number."""
 
 Build = Callable[[Sequence[Query], Restriction], Sql | None]
 
@@ -108,18 +108,24 @@ class KeptStatements:
     def _learn(self, key: tuple[Any, ...], payload: list[Any], queries: Sequence[Query], restriction: Restriction,
                build: Build) -> Sql | None:
         sql = build(queries, restriction)
-        twin = _Twin()
-        instant = twin.marker(restriction.at_us)  # first, as in `statement`'s payload
+        twins = (_Twin(0), _Twin(1))
         kept: Any
         try:
-            twin_sql = build([twin.query(q) for q in queries], dataclasses.replace(restriction, at_us=instant))
+            written = []
+            for twin in twins:
+                marked = dataclasses.replace(restriction, at_us=twin.instant(restriction.at_us))
+                written.append(build([twin.query(q) for q in queries], marked))
         except Exception:  # a marker the builder refuses (it read the payload): this shape is written every time
             kept = _NOT_KEPT
         else:
-            if sql is None or twin_sql is None:
-                kept = None if sql is None and twin_sql is None else _NOT_KEPT
+            if sql is None or None in written:
+                kept = None if sql is None and written == [None, None] else _NOT_KEPT
             else:
-                kept = _template(sql, twin_sql, payload, twin.markers) or _NOT_KEPT
+                template = _template(sql, written[0], payload, twins[0].markers)
+                # The second twin's values differ in length, case and magnitude: the template must write its
+                # statement too, or the text depends on more of a value than the shape holds.
+                kept = template if template is not None and _same(template.fill(twins[1].markers), written[1]) \
+                    else _NOT_KEPT
         if len(self._kept) >= KEPT:
             self._kept.clear()
         self._kept[key] = kept
@@ -184,7 +190,8 @@ def _criterion_shape(c: Criterion, payload: list[Any]) -> tuple[Any, ...]:
 
 def _value_shape(value: Any, payload: list[Any]) -> tuple[Any, ...]:
     """A value's kind and non-payload fields, and of each payload field whether it is None, empty or given
-    (only given ones are payload: an empty one may change the text, as `system|` does)."""
+    (only given ones are payload: an empty one may change the text, as `system|` does) and, for a text, how
+    many `/` it has (`uri:above` writes one condition per prefix)."""
     fields = _PAYLOAD.get(type(value))
     if fields is None:
         raise _Unshaped(type(value).__name__)
@@ -193,8 +200,8 @@ def _value_shape(value: Any, payload: list[Any]) -> tuple[Any, ...]:
         item = getattr(value, name)
         if name not in fields or item is None or item == "":
             shape.append(item)
-        else:
-            shape.append(type(item))
+        else:  # a text's segments are read, not only passed on: `uri:above` matches each of its prefixes
+            shape.append((type(item), item.count("/")) if isinstance(item, str) else type(item))
             payload.append(item)
     return tuple(shape)
 
@@ -204,18 +211,25 @@ def _fields(value: Any) -> Iterator[str]:
 
 
 class _Twin:
-    """Queries like the ones given, every payload field replaced by a marker (in `_query_shape`'s order)."""
+    """Queries like the ones given, every payload field replaced by a marker (in `_query_shape`'s order): the
+    restriction's instant first, then the queries' values. Two variants, whose markers differ in length, case
+    and magnitude (a text keeps its number of `/`, part of its shape)."""
 
-    def __init__(self) -> None:
+    def __init__(self, variant: int) -> None:
+        self.variant = variant
         self.markers: list[Any] = []
+
+    def instant(self, like: int) -> Any:
+        assert not self.markers, "the instant is the first marker"
+        return self.marker(like)
 
     def marker(self, like: Any) -> Any:
         n = len(self.markers)
         marker: Any
         if isinstance(like, str):
-            marker = f"\x00twin{n}\x00"
+            marker = f"\x00twin{n}\x00" if self.variant == 0 else f"\x00TWIN-{n}{'/' * like.count('/')}{'Z' * n}\x00"
         elif isinstance(like, (int, float)) and not isinstance(like, bool):
-            marker = type(like)(_NUMBER_MARKER - 1024 * n)
+            marker = type(like)(_NUMBER_MARKER * (1 + self.variant) - 1024 * n)
         else:
             raise _Unshaped(type(like).__name__)
         self.markers.append(marker)

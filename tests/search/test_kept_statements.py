@@ -43,6 +43,8 @@ SAME_SHAPE = [
     ("Specimen?status=available&_sort=-collected,_id", "Specimen?status=unavailable&_sort=-collected,_id"),
     ("Specimen?subject.gender=female&type=x", "Specimen?subject.gender=male&type=y"),
     ("Specimen?subject=https://other.org/fhir/Patient/1", "Specimen?subject=https://other.org/fhir/Patient/2"),
+    ("Specimen?_profile:above=a", "Specimen?_profile:above=http://x.org/a/b"),  # one condition per prefix
+    ("Specimen?_profile=http://x.org/a", "Specimen?_profile=http://y.org/b"),
 ]
 # Searches whose statement depends on more than the shape: their parameters are computed from the values.
 COMPUTED = [
