@@ -22,6 +22,8 @@ from gateway.search.sql import Sql
 from gateway.served import STORED_TYPES
 from tests.access.corpus import MRN
 
+from .test_parameters import CASES
+
 EVERYTHING = Restriction(frozenset(STORED_TYPES))
 COLLABORATOR = Restriction(frozenset(STORED_TYPES), consent=frozenset({"research"}), at_us=1_700_000_000_000_000,
                            hidden_systems=frozenset({MRN}))
@@ -144,6 +146,22 @@ def test_restrictions_are_shapes_of_their_own(engine: SearchEngine) -> None:
     kept.statement(("page",), [query], EVERYTHING, build)
     narrower = Restriction(frozenset({"Specimen"}), confined=frozenset({"Specimen"}), compartments=frozenset({"P1"}))
     assert _params(kept.statement(("page",), [query], narrower, build)) == _params(build([query], narrower))
+
+
+@pytest.mark.parametrize("restriction", [EVERYTHING, COLLABORATOR], ids=["internal", "collaborator"])
+def test_every_search_of_the_parameter_corpus_gets_its_own_statement(
+        engine: SearchEngine, restriction: Restriction, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The hand-written corpus of every parameter type, modifier and prefix (test_parameters.CASES), in both
+    orders: each search of a shape met before is given the statement written for its own values."""
+    monkeypatch.setattr(sql, "now_us", lambda: 1_700_000_000_000_000)  # `ap`: written at one instant
+    queries = [_query(engine, case) for case, _ in CASES]
+    for purpose, build in _writers(engine, restriction).items():
+        for ordered in (queries, queries[::-1]):
+            kept = shapes.KeptStatements()
+            for query in ordered:
+                given = kept.statement((purpose,), [query], restriction, build)
+                assert _params(given) == _params(build([query], restriction)), (purpose, query)
+                assert given is None or given.text == build([query], restriction).text  # type: ignore[union-attr]
 
 
 def test_kept_statements_are_bounded(engine: SearchEngine, monkeypatch: pytest.MonkeyPatch) -> None:
