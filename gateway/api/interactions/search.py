@@ -87,7 +87,7 @@ async def search_type_post(request: Request) -> Response:
 
 router = APIRouter(routes=[  # plain routes: FastAPI's dependency solving was 6% of a search's worker CPU
     # Precise paths (a stored type), so the app matches them right after read: trying the ~45 routes in front of
-    # the generic ones cost ~50 us a search (7% of its worker CPU).
+    # the generic ones cost 30-50 us a search (5-7% of its worker CPU).
     HotRoute("/fhir", search_system, methods=["GET"], name="search-system"),
     HotRoute("/fhir/_search", search_system_post, methods=["POST"], name="search-system-post"),
     HotRoute("/fhir/{type:stored}", search_type, methods=["GET"], name="search-type"),
