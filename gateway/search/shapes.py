@@ -25,8 +25,9 @@ the tests run checks that the shape captures all the text depends on.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from gateway.access.gate import Restriction
@@ -173,41 +174,54 @@ def _restriction_shape(r: Restriction) -> tuple[Any, ...]:
 
 
 def _query_shape(query: Query, payload: list[Any]) -> tuple[Any, ...]:
-    """The shape of `query` (hashable); its payload appended to `payload`, in the order `_Twin` replaces it."""
+    """The shape of `query` (hashable: its criteria with each value replaced by the value's shape); its payload
+    appended to `payload`, in the order `_Twin` replaces it (both walk `_rebuilt`)."""
     return (query.type, query.count, tuple(query.sort), query.page,
-            tuple(_criterion_shape(c, payload) for c in query.criteria))
+            tuple(_rebuilt(c, lambda v: _value_shape(v, payload)) for c in query.criteria))
 
 
-def _criterion_shape(c: Criterion, payload: list[Any]) -> tuple[Any, ...]:
+def _rebuilt(c: Criterion, value: Callable[[Any], Any]) -> Criterion:
+    """`c` with each of its values, in chains and `_has` too, replaced by `value(v)`, always in the same order."""
     if isinstance(c, Clause):
-        return ("clause", c.param, c.modifier, tuple(_value_shape(v, payload) for v in c.values))
+        return dataclasses.replace(c, values=tuple(value(v) for v in c.values))
     if isinstance(c, Chain):
-        return ("chain", c.param, c.explicit, tuple((t, _criterion_shape(inner, payload)) for t, inner in c.branches))
+        return dataclasses.replace(c, branches=tuple((t, _rebuilt(inner, value)) for t, inner in c.branches))
     if isinstance(c, Has):
-        return ("has", c.source, c.param, c.target, _criterion_shape(c.inner, payload))
+        return dataclasses.replace(c, inner=_rebuilt(c.inner, value))
     raise _Unshaped(type(c).__name__)
 
 
-def _value_shape(value: Any, payload: list[Any]) -> tuple[Any, ...]:
-    """A value's kind and non-payload fields, and of each payload field whether it is None, empty or given
-    (only given ones are payload: an empty one may change the text, as `system|` does) and, for a text, how
-    many `/` it has (`uri:above` writes one condition per prefix)."""
-    fields = _PAYLOAD.get(type(value))
+@functools.cache
+def _layout(kind: type) -> tuple[tuple[str, bool], ...]:
+    """A kind of value's fields, in order, and whether each is payload: found once per kind (`dataclasses.fields`
+    on every value was ~2 us of a search)."""
+    fields = _PAYLOAD.get(kind)
     if fields is None:
-        raise _Unshaped(type(value).__name__)
+        raise _Unshaped(kind.__name__)
+    return tuple((f.name, f.name in fields) for f in dataclasses.fields(kind))
+
+
+def _given(paid: bool, item: Any) -> bool:
+    """Whether a field is payload: a payload field that holds something (None and "" are part of the shape:
+    they may change the text, as `system|` does)."""
+    return paid and item is not None and item != ""
+
+
+def _value_shape(value: Any, payload: list[Any]) -> tuple[Any, ...]:
+    """A value's kind, its other fields and, of each given payload field, its type and, for a text, how many `/`
+    it has: a text's segments are read, not only passed on (`uri:above` writes one condition per prefix)."""
     shape: list[Any] = [type(value)]
-    for name in _fields(value):
+    for name, paid in _layout(type(value)):
         item = getattr(value, name)
-        if name not in fields or item is None or item == "":
-            shape.append(item)
-        else:  # a text's segments are read, not only passed on: `uri:above` matches each of its prefixes
-            shape.append((type(item), item.count("/")) if isinstance(item, str) else type(item))
+        if _given(paid, item):
             payload.append(item)
+            item = _item_shape(item)
+        shape.append(item)
     return tuple(shape)
 
 
-def _fields(value: Any) -> Iterator[str]:
-    return (f.name for f in dataclasses.fields(value))
+def _item_shape(item: Any) -> Any:
+    return (type(item), item.count("/")) if isinstance(item, str) else type(item)
 
 
 class _Twin:
@@ -236,18 +250,9 @@ class _Twin:
         return marker
 
     def query(self, query: Query) -> Query:
-        return dataclasses.replace(query, criteria=[self._criterion(c) for c in query.criteria])
-
-    def _criterion(self, c: Criterion) -> Criterion:
-        if isinstance(c, Clause):
-            return dataclasses.replace(c, values=tuple(self._value(v) for v in c.values))
-        if isinstance(c, Chain):
-            return dataclasses.replace(c, branches=tuple((t, self._criterion(inner)) for t, inner in c.branches))
-        assert isinstance(c, Has)
-        return dataclasses.replace(c, inner=self._criterion(c.inner))
+        return dataclasses.replace(query, criteria=[_rebuilt(c, self._value) for c in query.criteria])
 
     def _value(self, value: Any) -> Any:
-        fields = _PAYLOAD[type(value)]
-        changes = {name: self.marker(item) for name in _fields(value)
-                   if name in fields and (item := getattr(value, name)) is not None and item != ""}
+        changes = {name: self.marker(item) for name, paid in _layout(type(value))
+                   if _given(paid, item := getattr(value, name))}
         return dataclasses.replace(value, **changes) if changes else value

@@ -9,7 +9,6 @@ production sees; each compares with the statement written anew itself."""
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator
 from urllib.parse import parse_qsl, urlsplit
 
 import pytest
@@ -62,9 +61,9 @@ class _Store:
 
 
 @pytest.fixture(params=["postgresql", "sqlite"])
-def engine(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[SearchEngine]:
+def engine(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> SearchEngine:
     monkeypatch.setattr(shapes.KeptStatements, "verify", False)
-    yield SearchEngine(_Store(request.param))  # type: ignore[arg-type]
+    return SearchEngine(_Store(request.param))  # type: ignore[arg-type]
 
 
 def _query(engine: SearchEngine, search: str) -> Query:
@@ -72,7 +71,7 @@ def _query(engine: SearchEngine, search: str) -> Query:
     return engine.parse(parts.path, parse_qsl(parts.query), strict=True)
 
 
-def _writers(engine: SearchEngine, restriction: Restriction) -> dict[str, shapes.Build]:
+def _writers(engine: SearchEngine) -> dict[str, shapes.Build]:
     """Both statements the engine keeps: the gated page and the page for given probes."""
     dialect = engine.store.dialect
     return {
@@ -89,7 +88,7 @@ def _params(sql: Sql | None) -> list[tuple[type, object]] | None:
 @pytest.mark.parametrize(("first", "second"), SAME_SHAPE)
 def test_a_search_of_a_known_shape_gets_the_statement_written_for_its_own_values(
         engine: SearchEngine, restriction: Restriction, first: str, second: str) -> None:
-    for purpose, build in _writers(engine, restriction).items():
+    for purpose, build in _writers(engine).items():
         kept = shapes.KeptStatements()
         a, b = _query(engine, first), _query(engine, second)
         assert _params(kept.statement((purpose,), [a], restriction, build)) == _params(build([a], restriction))
@@ -106,7 +105,7 @@ def test_a_search_of_a_known_shape_gets_the_statement_written_for_its_own_values
 def test_parameters_computed_from_values_are_computed_for_each_search(
         engine: SearchEngine, first: str, second: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(sql, "now_us", lambda: 1_700_000_000_000_000)  # `ap`: both written at one instant
-    build = _writers(engine, EVERYTHING)["page"]
+    build = _writers(engine)["page"]
     kept = shapes.KeptStatements()
     kept.statement(("page",), [_query(engine, first)], EVERYTHING, build)
     b = _query(engine, second)
@@ -116,7 +115,7 @@ def test_parameters_computed_from_values_are_computed_for_each_search(
 def test_the_instant_of_a_collaborators_consent_is_each_requests_own(engine: SearchEngine) -> None:
     """A collaborator's restriction holds the instant consent is judged at (now, per request): a statement kept
     from an earlier request must not judge consent at that request's instant."""
-    build = _writers(engine, COLLABORATOR)["page"]
+    build = _writers(engine)["page"]
     kept = shapes.KeptStatements()
     query = _query(engine, "Specimen?status=available")
     earlier = kept.statement(("page",), [query], COLLABORATOR, build)
@@ -130,7 +129,7 @@ def test_the_instant_of_a_collaborators_consent_is_each_requests_own(engine: Sea
 def test_a_hidden_identifier_system_is_never_given_a_statement_kept_for_another_system(engine: SearchEngine) -> None:
     """The MRN rows an external principal must not match on are excluded only where a value could match them:
     a search naming the MRN system is not the shape of one naming another system."""
-    build = _writers(engine, COLLABORATOR)["page"]
+    build = _writers(engine)["page"]
     kept = shapes.KeptStatements()
     mrn = _query(engine, f"Patient?identifier={MRN}|MGH-1")
     kept.statement(("page",), [_query(engine, "Patient?identifier=urn:sp|X1")], COLLABORATOR, build)
@@ -140,7 +139,7 @@ def test_a_hidden_identifier_system_is_never_given_a_statement_kept_for_another_
 
 
 def test_restrictions_are_shapes_of_their_own(engine: SearchEngine) -> None:
-    build = _writers(engine, EVERYTHING)["page"]
+    build = _writers(engine)["page"]
     kept = shapes.KeptStatements()
     query = _query(engine, "Specimen?status=available")
     kept.statement(("page",), [query], EVERYTHING, build)
@@ -155,7 +154,7 @@ def test_every_search_of_the_parameter_corpus_gets_its_own_statement(
     orders: each search of a shape met before is given the statement written for its own values."""
     monkeypatch.setattr(sql, "now_us", lambda: 1_700_000_000_000_000)  # `ap`: written at one instant
     queries = [_query(engine, case) for case, _ in CASES]
-    for purpose, build in _writers(engine, restriction).items():
+    for purpose, build in _writers(engine).items():
         for ordered in (queries, queries[::-1]):
             kept = shapes.KeptStatements()
             for query in ordered:
@@ -166,7 +165,7 @@ def test_every_search_of_the_parameter_corpus_gets_its_own_statement(
 
 def test_kept_statements_are_bounded(engine: SearchEngine, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(shapes, "KEPT", 3)
-    build = _writers(engine, EVERYTHING)["page"]
+    build = _writers(engine)["page"]
     kept = shapes.KeptStatements()
     for count in range(1, 10):
         query = _query(engine, f"Specimen?status=available&_count={count}")
